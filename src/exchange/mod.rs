@@ -1,0 +1,321 @@
+//! The exchange worker: takes login codes from the codes stream, exchanges each with WeChat at
+//! most once and within the app's quota, and publishes exactly one result per code.
+//!
+//! [`Exchanger::handle`] is one worker step — a plain function tests call directly;
+//! [`run`] is the loop that feeds it from a durable pull consumer, many exchanges at once.
+
+pub mod limiter;
+mod run;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use async_nats::{HeaderMap, jetstream};
+use rand::Rng;
+use secrecy::SecretString;
+
+use crate::{
+    crypto::Keyring,
+    events::{
+        self, FailureReason, HEADER_LOGIN_ID, HEADER_MSG_ID, LOGIN_RESULT_V1, LoginOutcome,
+        LoginRequested, LoginResult,
+    },
+    ledger::{Claim, Ledger, LedgerEntry, LedgerError},
+    quota::Quota,
+    settings::App,
+    topology::Topology,
+    wechat::{ErrorClass, WechatClient},
+};
+pub use limiter::AppLimiter;
+pub use run::run;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// NATS or the ledger is unavailable: leave the message for redelivery.
+    #[error("cannot record the result yet: {0}")]
+    Unavailable(String),
+}
+
+impl From<LedgerError> for WorkerError {
+    fn from(e: LedgerError) -> Self {
+        WorkerError::Unavailable(e.to_string())
+    }
+}
+
+/// What one worker step did with a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// We called WeChat (or decided without it) and recorded this result.
+    Exchanged(LoginResult),
+    /// The code's exchange had already ended: answered from the ledger, WeChat not called.
+    AnsweredFromLedger(LoginResult),
+    /// Another worker is exchanging this code right now: look again later.
+    InFlightElsewhere,
+}
+
+/// A login request as it came off the stream.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub request: LoginRequested,
+    /// The ingress's reply subject, if it is waiting.
+    pub reply: Option<String>,
+}
+
+/// Retry policy for retryable upstream answers: full jitter, exponential, capped.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Backoff {
+    fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self.base.saturating_mul(1 << attempt.min(16)).min(self.cap);
+        ceiling.mul_f64(rand::rng().random_range(0.0..=1.0))
+    }
+}
+
+/// Everything a worker step needs; shared by all exchanges in a process.
+pub struct Exchanger {
+    pub wechat: WechatClient,
+    pub apps: HashMap<String, SecretString>,
+    pub limiters: HashMap<String, Arc<AppLimiter>>,
+    pub keyring: Arc<Keyring>,
+    pub ledger: Ledger,
+    pub js: jetstream::Context,
+    pub nats: async_nats::Client,
+    pub topology: Topology,
+    pub backoff: Backoff,
+    /// A claim older than this belongs to a worker that died mid-exchange.
+    pub stale_claim: Duration,
+}
+
+impl Exchanger {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        wechat: WechatClient,
+        apps: &[App],
+        quota: Quota,
+        keyring: Arc<Keyring>,
+        ledger: Ledger,
+        js: jetstream::Context,
+        nats: async_nats::Client,
+        topology: Topology,
+    ) -> Self {
+        Exchanger {
+            wechat,
+            apps: apps
+                .iter()
+                .map(|a| (a.appid.clone(), a.secret.clone()))
+                .collect(),
+            limiters: apps
+                .iter()
+                .map(|a| (a.appid.clone(), Arc::new(AppLimiter::new(quota))))
+                .collect(),
+            keyring,
+            ledger,
+            js,
+            nats,
+            topology,
+            backoff: Backoff::default(),
+            stale_claim: Duration::from_secs(30),
+        }
+    }
+
+    /// One worker step: claim the code, exchange it (unless its exchange already ended),
+    /// publish the result, record it, and answer the waiting ingress.
+    #[tracing::instrument(skip_all, fields(login_id = %incoming.request.login_id, appid = %incoming.request.appid))]
+    pub async fn handle(&self, incoming: &Incoming) -> Result<Outcome, WorkerError> {
+        let req = &incoming.request;
+        let claim = self.ledger.claim(&req.code_key, &req.login_id).await?;
+        match claim {
+            Claim::Won { .. } => {}
+            Claim::Taken {
+                entry: LedgerEntry::Done { result },
+                ..
+            } => {
+                let answer = self.answer_for_repeat(req, result);
+                self.reply(incoming, &answer).await;
+                return Ok(Outcome::AnsweredFromLedger(answer));
+            }
+            Claim::Taken {
+                entry: LedgerEntry::Claimed { at_ms, .. },
+                revision,
+            } => {
+                let age = events::now_ms().saturating_sub(at_ms);
+                let stale = age >= self.stale_claim.as_millis() as i64;
+                // The claimant died between claiming and recording: the one window in which a
+                // code can reach WeChat twice (WeChat then answers 40163 itself).
+                if !stale
+                    || self
+                        .ledger
+                        .take_over(&req.code_key, &req.login_id, revision)
+                        .await?
+                        .is_none()
+                {
+                    return Ok(Outcome::InFlightElsewhere);
+                }
+                tracing::warn!(age_ms = age, "taking over a stale claim");
+            }
+        }
+        let (outcome, calls) = self.exchange(req).await;
+        let result = LoginResult {
+            v: LOGIN_RESULT_V1,
+            login_id: req.login_id.clone(),
+            appid: req.appid.clone(),
+            code_key: req.code_key.clone(),
+            received_at_ms: req.received_at_ms,
+            finished_at_ms: events::now_ms(),
+            upstream_calls: calls,
+            outcome,
+        };
+        self.publish_result(&result).await?;
+        self.ledger.finish(&req.code_key, &result).await?;
+        self.reply(incoming, &result).await;
+        Ok(Outcome::Exchanged(result))
+    }
+
+    /// A code whose exchange already ended. A retry of the same login gets its result again; a
+    /// different login that arrived while the first was running gets the first one's outcome;
+    /// a later reuse gets 40163, like WeChat.
+    fn answer_for_repeat(&self, req: &LoginRequested, first: LoginResult) -> LoginResult {
+        if first.login_id == req.login_id || req.received_at_ms <= first.finished_at_ms {
+            return first;
+        }
+        LoginResult {
+            login_id: req.login_id.clone(),
+            received_at_ms: req.received_at_ms,
+            finished_at_ms: events::now_ms(),
+            upstream_calls: 0,
+            outcome: LoginOutcome::Failure {
+                errcode: 40163,
+                reason: FailureReason::AlreadyUsed,
+            },
+            ..first
+        }
+    }
+
+    /// Calls WeChat until the answer is final or the code is too old to send.
+    async fn exchange(&self, req: &LoginRequested) -> (LoginOutcome, u32) {
+        let failure = |errcode, reason| LoginOutcome::Failure { errcode, reason };
+        let (Some(secret), Some(limiter)) =
+            (self.apps.get(&req.appid), self.limiters.get(&req.appid))
+        else {
+            tracing::error!("this worker has no secret for the app");
+            return (failure(40013, FailureReason::Misconfigured), 0);
+        };
+        let code = match self
+            .keyring
+            .open_string(&req.code_sealed, req.appid.as_bytes())
+        {
+            Ok(code) => code,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the sealed code: master keys differ between ingress and worker?");
+                return (failure(-1, FailureReason::Misconfigured), 0);
+            }
+        };
+        let deadline = req.received_at_ms + self.topology.code_ttl.as_millis() as i64;
+        let mut calls = 0u32;
+        let mut retries = 0u32;
+        // Set once an attempt may have reached WeChat without an answer we could read.
+        let mut ambiguous = false;
+        loop {
+            limiter.acquire().await;
+            if events::now_ms() >= deadline {
+                tracing::warn!(calls, "code expired before WeChat gave a final answer");
+                return (failure(-1, FailureReason::Expired), calls);
+            }
+            calls += 1;
+            let err = match self.wechat.code2session(&req.appid, secret, &code).await {
+                Ok(session) => {
+                    let aad = format!("{}:{}", req.appid, session.openid);
+                    let sealed = self
+                        .keyring
+                        .seal_str(session.session_key.expose(), aad.as_bytes());
+                    return (
+                        LoginOutcome::Success {
+                            openid: session.openid,
+                            unionid: session.unionid,
+                            session_key_sealed: sealed,
+                        },
+                        calls,
+                    );
+                }
+                Err(e) => e,
+            };
+            match err.class() {
+                ErrorClass::Retryable => {
+                    ambiguous |= err.may_have_consumed_code();
+                    let wait = self.backoff.delay(retries);
+                    retries += 1;
+                    tracing::debug!(error = %err, ?wait, "retryable answer");
+                    let left = deadline.saturating_sub(events::now_ms()).max(0) as u64;
+                    tokio::time::sleep(wait.min(Duration::from_millis(left))).await;
+                }
+                ErrorClass::RateLimited => {
+                    tracing::warn!("WeChat answered 45011: holding this app back for a window");
+                    limiter.pause_for_window();
+                }
+                ErrorClass::Rejected if err.errcode() == 40163 && ambiguous => {
+                    // An earlier attempt consumed the code but its answer was lost: the client
+                    // did nothing wrong and must simply call wx.login again.
+                    return (failure(-1, FailureReason::Expired), calls);
+                }
+                ErrorClass::Rejected => {
+                    return (failure(err.errcode(), FailureReason::Rejected), calls);
+                }
+                ErrorClass::Misconfigured => {
+                    tracing::error!(
+                        errcode = err.errcode(),
+                        "WeChat says our app configuration is wrong"
+                    );
+                    return (failure(err.errcode(), FailureReason::Misconfigured), calls);
+                }
+                ErrorClass::Unexpected => {
+                    tracing::error!(errcode = err.errcode(), "unexpected errcode from WeChat");
+                    return (failure(err.errcode(), FailureReason::Unexpected), calls);
+                }
+            }
+        }
+    }
+
+    async fn publish_result(&self, result: &LoginResult) -> Result<(), WorkerError> {
+        let mut headers = HeaderMap::new();
+        // One result per code in the stream, even if a step is repeated after a crash.
+        headers.insert(HEADER_MSG_ID, result.code_key.as_str());
+        headers.insert(HEADER_LOGIN_ID, result.login_id.as_str());
+        let subject = self.topology.result_subject(&result.appid);
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, events::encode(result))
+            .await
+            .map_err(|e| WorkerError::Unavailable(e.to_string()))?;
+        ack.await
+            .map_err(|e| WorkerError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Best effort: if the ingress has gone, the client polls its ticket from the ledger.
+    async fn reply(&self, incoming: &Incoming, result: &LoginResult) {
+        let Some(subject) = &incoming.reply else {
+            return;
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_LOGIN_ID, incoming.request.login_id.as_str());
+        if let Err(e) = self
+            .nats
+            .publish_with_headers(subject.clone(), headers, events::encode(result))
+            .await
+        {
+            tracing::debug!(error = %e, "reply not sent");
+        }
+    }
+}

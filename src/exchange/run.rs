@@ -1,0 +1,114 @@
+//! The worker loop: pulls code messages only as fast as it has free exchange slots, runs each
+//! [`Exchanger::handle`] in its own task with progress acks while it waits on the limiter or
+//! on WeChat, and acks, naks or terminates the message by the step's outcome.
+
+use std::{sync::Arc, time::Duration};
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::{Exchanger, Incoming, Outcome};
+use crate::{
+    events::{HEADER_REPLY, LoginRequested},
+    topology::EXCHANGE_ACK_WAIT,
+};
+
+/// Runs until `shutdown`, then finishes the exchanges it holds and returns.
+pub async fn run(
+    exchanger: Arc<Exchanger>,
+    consumer: PullConsumer,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) -> Result<(), async_nats::Error> {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    while !shutdown.is_cancelled() {
+        let free = slots.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_owned() => drop(permit),
+            }
+            continue;
+        }
+        let batch = consumer
+            .batch()
+            .max_messages(free.min(256))
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await;
+        let mut batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot pull codes; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                }
+            }
+        };
+        while let Some(msg) = batch.next().await {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(error = %e, "pull batch ended with an error");
+                    break;
+                }
+            };
+            let permit = slots.clone().acquire_owned().await?;
+            let exchanger = exchanger.clone();
+            tokio::spawn(async move {
+                process(&exchanger, msg).await;
+                drop(permit);
+            });
+        }
+    }
+    // Drain: wait until every exchange we hold has finished and acked.
+    let _all = slots.acquire_many(concurrency as u32).await?;
+    tracing::info!("exchange worker drained");
+    Ok(())
+}
+
+#[tracing::instrument(skip_all)]
+async fn process(exchanger: &Exchanger, msg: jetstream::Message) {
+    let request = match LoginRequested::decode(&msg.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing can ever exchange this; keep it out of the queue for good.
+            tracing::error!(error = %e, subject = %msg.subject, "malformed login request terminated");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    let reply = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(HEADER_REPLY))
+        .map(|v| v.as_str().to_string());
+    let incoming = Incoming { request, reply };
+    let step = exchanger.handle(&incoming);
+    tokio::pin!(step);
+    let mut heartbeat = tokio::time::interval(EXCHANGE_ACK_WAIT / 3);
+    heartbeat.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut step => break outcome,
+            _ = heartbeat.tick() => {
+                // Still waiting on the limiter or WeChat: keep the message ours.
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
+        }
+    };
+    let ack = match outcome {
+        Ok(Outcome::Exchanged(_) | Outcome::AnsweredFromLedger(_)) => AckKind::Ack,
+        Ok(Outcome::InFlightElsewhere) => AckKind::Nak(Some(Duration::from_millis(500))),
+        Err(e) => {
+            tracing::warn!(error = %e, "login step will be retried");
+            AckKind::Nak(Some(Duration::from_secs(1)))
+        }
+    };
+    if let Err(e) = msg.ack_with(ack).await {
+        tracing::warn!(error = %e, "ack failed; the message will be redelivered");
+    }
+}

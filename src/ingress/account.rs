@@ -1,0 +1,73 @@
+//! `GET /v1/me` and `POST /v1/logout`: what a bearer token stands for, and ending it.
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+use super::{
+    Ingress,
+    error::{self, ApiError},
+};
+use crate::sessions::{Lookup, SessionRecord};
+
+#[derive(Serialize)]
+struct Me {
+    appid: String,
+    openid: String,
+    unionid: Option<String>,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn session(
+    ingress: &Ingress,
+    headers: &HeaderMap,
+) -> Result<(String, SessionRecord), ApiError> {
+    let token = bearer(headers).ok_or(error::UNAUTHORIZED)?;
+    match ingress.sessions.lookup(token).await {
+        Ok(Lookup::Active(record)) => Ok((token.to_string(), record)),
+        Ok(_) => Err(error::UNAUTHORIZED),
+        Err(e) => {
+            tracing::warn!(error = %e, "session store unavailable");
+            Err(error::UNAVAILABLE)
+        }
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn me(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Response {
+    match session(&ingress, &headers).await {
+        Ok((_, record)) => Json(Me {
+            appid: record.appid,
+            openid: record.openid,
+            unionid: record.unionid,
+        })
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn logout(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Response {
+    let token = match session(&ingress, &headers).await {
+        Ok((token, _)) => token,
+        Err(e) => return e.into_response(),
+    };
+    match ingress.sessions.revoke(&token).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "session store unavailable");
+            error::UNAVAILABLE.into_response()
+        }
+    }
+}

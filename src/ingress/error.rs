@@ -1,0 +1,96 @@
+//! The one error shape of the HTTP API: `{"errcode": <int>, "errmsg": "<text>"}` with a status.
+//! Errcodes are WeChat's where one fits, so clients handle one vocabulary.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub errcode: i64,
+    pub errmsg: &'static str,
+}
+
+#[derive(Serialize)]
+struct Body {
+    errcode: i64,
+    errmsg: &'static str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(Body {
+                errcode: self.errcode,
+                errmsg: self.errmsg,
+            }),
+        )
+            .into_response()
+    }
+}
+
+const fn e(status: StatusCode, errcode: i64, errmsg: &'static str) -> ApiError {
+    ApiError {
+        status,
+        errcode,
+        errmsg,
+    }
+}
+
+pub const MISSING_CODE: ApiError = e(StatusCode::BAD_REQUEST, 41008, "missing code");
+pub const MISSING_APPID: ApiError = e(
+    StatusCode::BAD_REQUEST,
+    41002,
+    "missing appid: several apps are configured",
+);
+pub const UNKNOWN_APPID: ApiError = e(StatusCode::BAD_REQUEST, 40013, "invalid appid");
+pub const INVALID_CODE: ApiError = e(StatusCode::BAD_REQUEST, 40029, "invalid code");
+pub const CODE_USED: ApiError = e(StatusCode::CONFLICT, 40163, "code been used");
+pub const HIGH_RISK: ApiError = e(
+    StatusCode::FORBIDDEN,
+    40226,
+    "login blocked by WeChat risk control",
+);
+pub const UNAVAILABLE: ApiError = e(
+    StatusCode::SERVICE_UNAVAILABLE,
+    -1,
+    "login pipeline unavailable, try again",
+);
+pub const EXPIRED: ApiError = e(
+    StatusCode::SERVICE_UNAVAILABLE,
+    -1,
+    "WeChat did not complete the login before the code expired; call wx.login again",
+);
+pub const SERVER_MISCONFIGURED: ApiError = e(
+    StatusCode::INTERNAL_SERVER_ERROR,
+    -1,
+    "login is misconfigured on the server",
+);
+pub const UPSTREAM_UNEXPECTED: ApiError =
+    e(StatusCode::BAD_GATEWAY, -1, "unexpected answer from WeChat");
+pub const BODY_TOO_LARGE: ApiError = e(StatusCode::PAYLOAD_TOO_LARGE, 45002, "body too large");
+pub const UNREADABLE_BODY: ApiError = e(
+    StatusCode::BAD_REQUEST,
+    47001,
+    "body is not valid JSON or form data of the expected shape",
+);
+pub const UNSUPPORTED_MEDIA: ApiError = e(
+    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    47001,
+    "send application/json or application/x-www-form-urlencoded",
+);
+pub const UNAUTHORIZED: ApiError = e(
+    StatusCode::UNAUTHORIZED,
+    40001,
+    "missing, unknown, expired or revoked token",
+);
+pub const UNKNOWN_TICKET: ApiError = e(
+    StatusCode::NOT_FOUND,
+    40029,
+    "unknown or expired ticket; call wx.login again",
+);

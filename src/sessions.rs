@@ -1,0 +1,154 @@
+//! Our own session tokens ("3rd session"): 256 random bits from the OS generator, handed to the
+//! client once and stored only as a SHA-256 hash in a NATS KV bucket that every ingress process
+//! reads — so a logout is seen everywhere at once, and expiry is both checked on read and
+//! enforced by the bucket's max age.
+
+use async_nats::jetstream::kv::{self, Operation};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+    #[error("session record is corrupt")]
+    Corrupt,
+}
+
+/// Tokens start with this so secret scanners can recognise a leaked one.
+pub const TOKEN_PREFIX: &str = "wxl_";
+
+/// A new token: `wxl_` + 43 characters of base64url (32 bytes from the OS RNG).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random generator is available");
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// What the store keeps: the key is this hash, never the token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A token can only be ours if it has our shape; anything else is refused without a lookup.
+pub fn is_well_formed(token: &str) -> bool {
+    token.len() == TOKEN_PREFIX.len() + 43
+        && token.starts_with(TOKEN_PREFIX)
+        && token[TOKEN_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub v: u32,
+    pub appid: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+    /// Sealed under the master key; `/v1/decrypt` opens it.
+    pub session_key_sealed: String,
+    pub login_id: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+}
+
+/// What a lookup found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Active(SessionRecord),
+    /// Logged out (a tombstone is kept as long as the bucket keeps history).
+    Revoked,
+    Missing,
+}
+
+#[derive(Clone)]
+pub struct SessionStore {
+    kv: kv::Store,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> SessionError {
+    SessionError::Unavailable(e.to_string())
+}
+
+impl SessionStore {
+    pub fn new(kv: kv::Store) -> Self {
+        SessionStore { kv }
+    }
+
+    /// Stores the session unless this token was already used or revoked: a ticket polled again
+    /// after a logout must not bring the session back.
+    pub async fn create(
+        &self,
+        token: &str,
+        record: &SessionRecord,
+    ) -> Result<Lookup, SessionError> {
+        let key = token_hash(token);
+        let value: bytes::Bytes = serde_json::to_vec(record).expect("serializes").into();
+        // `update` at revision 0 succeeds only if the key never had a message — unlike
+        // `create`, which overwrites a logout's tombstone.
+        match self.kv.update(&key, value, 0).await {
+            Ok(_) => Ok(Lookup::Active(record.clone())),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                self.lookup_hash(&key).await
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    pub async fn lookup(&self, token: &str) -> Result<Lookup, SessionError> {
+        if !is_well_formed(token) {
+            return Ok(Lookup::Missing);
+        }
+        self.lookup_hash(&token_hash(token)).await
+    }
+
+    async fn lookup_hash(&self, key: &str) -> Result<Lookup, SessionError> {
+        match self.kv.entry(key).await.map_err(unavailable)? {
+            None => Ok(Lookup::Missing),
+            Some(e) if e.operation != Operation::Put => Ok(Lookup::Revoked),
+            Some(e) => {
+                let record: SessionRecord =
+                    serde_json::from_slice(&e.value).map_err(|_| SessionError::Corrupt)?;
+                if record.expires_at_ms <= crate::events::now_ms() {
+                    Ok(Lookup::Missing)
+                } else {
+                    Ok(Lookup::Active(record))
+                }
+            }
+        }
+    }
+
+    /// Revokes the token everywhere. Deleting leaves a tombstone, so the key cannot be created
+    /// again from a stale ticket.
+    pub async fn revoke(&self, token: &str) -> Result<(), SessionError> {
+        self.kv.delete(token_hash(token)).await.map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_long_random_and_well_formed() {
+        let a = new_token();
+        let b = new_token();
+        assert_ne!(a, b);
+        assert!(is_well_formed(&a), "{a}");
+        assert_eq!(a.len(), 47);
+        assert!(!is_well_formed("wxl_short"));
+        assert!(!is_well_formed(&a.replace("wxl_", "abc_")));
+    }
+
+    #[test]
+    fn the_store_key_is_a_hash_not_the_token() {
+        let t = new_token();
+        let h = token_hash(&t);
+        assert_eq!(h.len(), 64);
+        assert!(!h.contains(&t[4..]));
+    }
+}

@@ -1,0 +1,297 @@
+//! Typed settings: embedded defaults, then an optional TOML file (`--config`), then `WXLOGIN_*`
+//! environment variables, each layer overriding the one before.
+//!
+//! The defaults, as a TOML file would set them (every key is optional):
+//!
+//! ```toml
+//! nats_url = "nats://127.0.0.1:4222"   # WXLOGIN_NATS_URL; several servers: comma-separated
+//! nats_prefix = "wxlogin"               # WXLOGIN_NATS_PREFIX: streams, consumers, buckets, subjects
+//! nats_replicas = 1                     # WXLOGIN_NATS_REPLICAS: 3 on a JetStream cluster
+//! database_url = "sqlite://wxlogin.db?mode=rwc"   # WXLOGIN_DATABASE_URL, or postgres://…
+//! http_addr = "127.0.0.1:8080"          # WXLOGIN_HTTP_ADDR (ingress)
+//! wechat_base_url = "https://api.weixin.qq.com"   # WXLOGIN_WECHAT_BASE_URL
+//! # wechat_ca_file = "/etc/wxlogin/private-ca.pem" # extra trusted CA (private deployments)
+//! wechat_timeout_ms = 5000              # WXLOGIN_WECHAT_TIMEOUT_MS: per code2Session call
+//! app_quota = "5000/60s"                # WXLOGIN_APP_QUOTA: code2Session calls per appid
+//! code_ttl_secs = 300                   # WXLOGIN_CODE_TTL_SECS
+//! login_wait_ms = 5000                  # WXLOGIN_LOGIN_WAIT_MS: then 202 + ticket
+//! session_ttl_secs = 604800             # WXLOGIN_SESSION_TTL_SECS (7 days)
+//! # master_key = "<32 bytes, base64>"    # WXLOGIN_MASTER_KEY
+//! # master_key_file = "/run/secrets/wxlogin-master-key"   # WXLOGIN_MASTER_KEY_FILE
+//! worker_concurrency = 512              # WXLOGIN_WORKER_CONCURRENCY: exchanges in flight per worker
+//! upsert_batch = 500                    # WXLOGIN_UPSERT_BATCH
+//! max_body_bytes = 4096                 # WXLOGIN_MAX_BODY_BYTES
+//! # apps: WXLOGIN_APPS="wxAPPID=SECRET,wxAPPID2=SECRET2", or in TOML:
+//! # [[apps]]
+//! # appid = "wx0123456789abcdef"
+//! # secret_file = "/run/secrets/wx0123456789abcdef"   # or: secret = "…"
+//! ```
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::crypto::sealing::{Keyring, MasterKey};
+use crate::quota::Quota;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One mini program we log users in for.
+#[derive(Clone)]
+pub struct App {
+    pub appid: String,
+    pub secret: SecretString,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("appid", &self.appid)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppEntry {
+    pub appid: String,
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// `apps` is a list in TOML and `appid=secret,…` in `WXLOGIN_APPS`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AppsSetting {
+    List(Vec<AppEntry>),
+    Inline(SecretString),
+}
+
+impl Default for AppsSetting {
+    fn default() -> Self {
+        AppsSetting::List(Vec::new())
+    }
+}
+
+/// Missing keys take the values of [`Settings::default`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub nats_url: String,
+    pub nats_prefix: String,
+    pub nats_replicas: usize,
+    pub database_url: String,
+    pub http_addr: SocketAddr,
+    pub wechat_base_url: String,
+    pub wechat_ca_file: Option<PathBuf>,
+    pub wechat_timeout_ms: u64,
+    pub apps: AppsSetting,
+    pub app_quota: Quota,
+    pub code_ttl_secs: u64,
+    pub login_wait_ms: u64,
+    pub session_ttl_secs: u64,
+    pub master_key: Option<SecretString>,
+    pub master_key_file: Option<PathBuf>,
+    /// Previous master keys (base64, comma-separated) still accepted for reading.
+    pub master_keys_previous: Option<SecretString>,
+    pub worker_concurrency: usize,
+    pub upsert_batch: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            nats_url: "nats://127.0.0.1:4222".into(),
+            nats_prefix: "wxlogin".into(),
+            nats_replicas: 1,
+            database_url: "sqlite://wxlogin.db?mode=rwc".into(),
+            http_addr: ([127, 0, 0, 1], 8080).into(),
+            wechat_base_url: "https://api.weixin.qq.com".into(),
+            wechat_ca_file: None,
+            wechat_timeout_ms: 5000,
+            apps: AppsSetting::default(),
+            app_quota: Quota {
+                calls: 5000,
+                window: Duration::from_secs(60),
+            },
+            code_ttl_secs: 300,
+            login_wait_ms: 5000,
+            session_ttl_secs: 7 * 24 * 3600,
+            master_key: None,
+            master_key_file: None,
+            master_keys_previous: None,
+            worker_concurrency: 512,
+            upsert_batch: 500,
+            max_body_bytes: 4096,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults, then the TOML file if given, then `WXLOGIN_*` variables.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, SettingsError> {
+        let mut figment = Figment::new();
+        if let Some(path) = config_file {
+            if !path.exists() {
+                return Err(SettingsError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Only our own names: WXLOGIN_LOG_FORMAT and test variables are not settings.
+        let env = Env::prefixed("WXLOGIN_")
+            .filter(|k| !k.as_str().starts_with("log_") && !k.as_str().starts_with("test_"));
+        let settings: Settings = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |m: String| Err(SettingsError::Invalid(m));
+        if self.nats_prefix.is_empty()
+            || !self
+                .nats_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return bad("nats_prefix may hold only letters, digits, '_' and '-'".into());
+        }
+        if self.code_ttl_secs == 0 || self.session_ttl_secs == 0 {
+            return bad("code_ttl_secs and session_ttl_secs must be positive".into());
+        }
+        if self.worker_concurrency == 0 || self.upsert_batch == 0 {
+            return bad("worker_concurrency and upsert_batch must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn code_ttl(&self) -> Duration {
+        Duration::from_secs(self.code_ttl_secs)
+    }
+
+    pub fn login_wait(&self) -> Duration {
+        Duration::from_millis(self.login_wait_ms)
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
+    }
+
+    /// The configured apps with their secrets (read from files where the TOML says so).
+    pub fn resolve_apps(&self) -> Result<Vec<App>, SettingsError> {
+        let mut apps = Vec::new();
+        match &self.apps {
+            AppsSetting::Inline(text) => {
+                for pair in text
+                    .expose_secret()
+                    .split(',')
+                    .filter(|p| !p.trim().is_empty())
+                {
+                    let (appid, secret) = pair.split_once('=').ok_or_else(|| {
+                        SettingsError::Invalid(
+                            "WXLOGIN_APPS must look like appid=secret,appid2=secret2".into(),
+                        )
+                    })?;
+                    apps.push(App {
+                        appid: appid.trim().to_string(),
+                        secret: SecretString::from(secret.trim().to_string()),
+                    });
+                }
+            }
+            AppsSetting::List(entries) => {
+                for entry in entries {
+                    let secret = match (&entry.secret, &entry.secret_file) {
+                        (Some(s), None) => s.clone(),
+                        (None, Some(path)) => SecretString::from(read_secret_file(path)?),
+                        _ => {
+                            return Err(SettingsError::Invalid(format!(
+                                "app {} needs exactly one of secret or secret_file",
+                                entry.appid
+                            )));
+                        }
+                    };
+                    apps.push(App {
+                        appid: entry.appid.clone(),
+                        secret,
+                    });
+                }
+            }
+        }
+        for app in &apps {
+            if !crate::ingress::validate::is_plausible_appid(&app.appid) {
+                return Err(SettingsError::Invalid(format!(
+                    "appid {:?} is not a WeChat appid (wx + 16 hex digits)",
+                    app.appid
+                )));
+            }
+            if app.secret.expose_secret().is_empty() {
+                return Err(SettingsError::Invalid(format!(
+                    "app {} has an empty secret",
+                    app.appid
+                )));
+            }
+        }
+        Ok(apps)
+    }
+
+    /// The master key ring, or `None` when no key is configured.
+    pub fn keyring(&self) -> Result<Option<Keyring>, SettingsError> {
+        let primary = match (&self.master_key, &self.master_key_file) {
+            (Some(k), _) => k.expose_secret().to_string(),
+            (None, Some(path)) => read_secret_file(path)?,
+            (None, None) => return Ok(None),
+        };
+        let parse = |b64: &str| {
+            MasterKey::from_base64(b64.trim()).map_err(|_| {
+                SettingsError::Invalid("a master key must be 32 bytes, base64-encoded".into())
+            })
+        };
+        let primary = parse(&primary)?;
+        let mut previous = Vec::new();
+        if let Some(list) = &self.master_keys_previous {
+            for k in list
+                .expose_secret()
+                .split(',')
+                .filter(|k| !k.trim().is_empty())
+            {
+                previous.push(parse(k)?);
+            }
+        }
+        Ok(Some(Keyring::new(primary, previous)))
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<String, SettingsError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+}

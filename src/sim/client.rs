@@ -1,0 +1,165 @@
+//! [`SimControl`]: a typed client of the simulator's control API, for tests, the demo and the
+//! benchmarks. It only talks to `/sim/`; the WeChat side is for the code under test.
+
+use std::time::Duration;
+
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::json;
+
+use super::{Faults, ScriptedAnswer, SimStats, UserInfo};
+use crate::quota::Quota;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimControlError {
+    /// The simulator could not be reached or its answer not read. The URL is left out: it is
+    /// only ever the simulator's, but every reqwest error in this code base is shown without one.
+    #[error("simulator control call failed: {0}")]
+    Http(#[source] reqwest::Error),
+    /// The simulator refused the call (e.g. 404 unknown appid, 409 no session yet).
+    #[error("simulator answered {status}: {message}")]
+    Status { status: u16, message: String },
+}
+
+impl From<reqwest::Error> for SimControlError {
+    fn from(e: reqwest::Error) -> Self {
+        SimControlError::Http(e.without_url())
+    }
+}
+
+/// Client of the control API of a simulator at `base_url` (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct SimControl {
+    base_url: String,
+    http: reqwest::Client,
+}
+
+#[derive(serde::Deserialize)]
+struct Minted {
+    code: String,
+}
+
+impl SimControl {
+    pub fn new(base_url: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("a plain HTTP client always builds");
+        SimControl {
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            http,
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, SimControlError> {
+        let resp = req.send().await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let message = body["error"]
+                .as_str()
+                .unwrap_or("(no error message)")
+                .to_owned();
+            return Err(SimControlError::Status {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(resp.json().await?)
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, SimControlError> {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base_url))
+                .json(body),
+        )
+        .await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, SimControlError> {
+        self.send(self.http.get(format!("{}{path}", self.base_url)))
+            .await
+    }
+
+    /// The simulated `wx.login()`: a fresh single-use code of `user` for `appid`.
+    pub async fn mint_code(&self, appid: &str, user: &str) -> Result<String, SimControlError> {
+        let m: Minted = self
+            .post("/sim/login", &json!({ "appid": appid, "user": user }))
+            .await?;
+        Ok(m.code)
+    }
+
+    pub async fn faults(&self) -> Result<Faults, SimControlError> {
+        self.get("/sim/faults").await
+    }
+
+    /// Replaces all faults (a storm starts counting now).
+    pub async fn set_faults(&self, faults: &Faults) -> Result<(), SimControlError> {
+        self.post::<Faults>("/sim/faults", faults).await.map(drop)
+    }
+
+    /// Replaces both quotas (`None` = unlimited); a window whose length changes starts empty.
+    pub async fn set_quotas(
+        &self,
+        app: Option<Quota>,
+        user: Option<Quota>,
+    ) -> Result<(), SimControlError> {
+        self.post::<serde_json::Value>("/sim/quotas", &json!({ "app": app, "user": user }))
+            .await
+            .map(drop)
+    }
+
+    pub async fn set_high_risk(
+        &self,
+        appid: &str,
+        user: &str,
+        high_risk: bool,
+    ) -> Result<(), SimControlError> {
+        let body = json!({ "appid": appid, "user": user, "high_risk": high_risk });
+        self.post::<serde_json::Value>("/sim/risk", &body)
+            .await
+            .map(drop)
+    }
+
+    /// The simulated `wx.getUserInfo()`, encrypted under the user's current session_key.
+    pub async fn user_info(&self, appid: &str, user: &str) -> Result<UserInfo, SimControlError> {
+        self.post("/sim/userinfo", &json!({ "appid": appid, "user": user }))
+            .await
+    }
+
+    /// Queues raw answers for the next exchange calls, in order.
+    pub async fn script(&self, answers: Vec<ScriptedAnswer>) -> Result<(), SimControlError> {
+        self.post::<serde_json::Value>("/sim/script", &json!({ "answers": answers }))
+            .await
+            .map(drop)
+    }
+
+    pub async fn stats(&self) -> Result<SimStats, SimControlError> {
+        self.get("/sim/stats").await
+    }
+
+    /// Clears stats, faults and scripts.
+    pub async fn reset(&self) -> Result<(), SimControlError> {
+        self.post::<serde_json::Value>("/sim/reset", &json!({}))
+            .await
+            .map(drop)
+    }
+
+    /// Like [`SimControl::reset`], and also forgets codes, sessions and risk marks.
+    pub async fn reset_all(&self) -> Result<(), SimControlError> {
+        self.post::<serde_json::Value>("/sim/reset?all=true", &json!({}))
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,193 @@
+//! Names and definitions of everything wxlogin creates in NATS, all under one prefix so several
+//! deployments (or tests) can share a server. `nats/` holds the same definitions as files for
+//! the `nats` CLI; [`Topology::ensure`] creates or updates them at start.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, pull},
+    kv,
+    stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("cannot create or update {what}: {source}")]
+    Create {
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// How long a worker may hold a code message without a progress ack before it is redelivered.
+pub const EXCHANGE_ACK_WAIT: Duration = Duration::from_secs(30);
+/// How long the upserter may hold a result batch before it is redelivered.
+pub const UPSERT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub prefix: String,
+    pub replicas: usize,
+    pub code_ttl: Duration,
+    pub session_ttl: Duration,
+}
+
+/// Handles on what [`Topology::ensure`] made.
+#[derive(Clone)]
+pub struct Handles {
+    pub codes: stream::Stream,
+    pub results: stream::Stream,
+    pub ledger: kv::Store,
+    pub sessions: kv::Store,
+}
+
+impl Topology {
+    pub fn codes_stream(&self) -> String {
+        format!("{}_CODES", self.prefix)
+    }
+    pub fn results_stream(&self) -> String {
+        format!("{}_RESULTS", self.prefix)
+    }
+    pub fn code_subject(&self, appid: &str) -> String {
+        format!("{}.codes.{appid}", self.prefix)
+    }
+    pub fn result_subject(&self, appid: &str) -> String {
+        format!("{}.results.{appid}", self.prefix)
+    }
+    /// Each ingress process listens on its own reply subject.
+    pub fn reply_subject(&self, ingress_id: &str) -> String {
+        format!("{}.reply.{ingress_id}", self.prefix)
+    }
+    pub fn exchange_consumer(&self) -> String {
+        format!("{}_exchange", self.prefix)
+    }
+    pub fn upsert_consumer(&self) -> String {
+        format!("{}_upserter", self.prefix)
+    }
+    pub fn ledger_bucket(&self) -> String {
+        format!("{}_ledger", self.prefix)
+    }
+    pub fn sessions_bucket(&self) -> String {
+        format!("{}_sessions", self.prefix)
+    }
+
+    /// A code's record must outlive every way it could still reach WeChat: its TTL plus the
+    /// time a redelivered message may wait.
+    pub fn ledger_max_age(&self) -> Duration {
+        self.code_ttl + EXCHANGE_ACK_WAIT + Duration::from_secs(60)
+    }
+
+    pub fn codes_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.codes_stream(),
+            description: Some("wxlogin: login codes waiting for exchange".into()),
+            subjects: vec![format!("{}.codes.>", self.prefix)],
+            retention: RetentionPolicy::WorkQueue,
+            storage: StorageType::File,
+            num_replicas: self.replicas,
+            // A code older than its TTL is worthless; the worker turns it into a failure first.
+            max_age: self.code_ttl + Duration::from_secs(600),
+            // Duplicate submissions of one code within its life collapse to one message.
+            duplicate_window: self.code_ttl + Duration::from_secs(60),
+            discard: DiscardPolicy::New,
+            ..Default::default()
+        }
+    }
+
+    pub fn results_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.results_stream(),
+            description: Some(
+                "wxlogin: login results, retained for the upserter and replays".into(),
+            ),
+            subjects: vec![format!("{}.results.>", self.prefix)],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            num_replicas: self.replicas,
+            duplicate_window: Duration::from_secs(120),
+            allow_direct: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn exchange_consumer_config(&self, max_ack_pending: i64) -> pull::Config {
+        pull::Config {
+            durable_name: Some(self.exchange_consumer()),
+            description: Some("wxlogin exchange workers".into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: EXCHANGE_ACK_WAIT,
+            max_deliver: -1,
+            max_ack_pending,
+            ..Default::default()
+        }
+    }
+
+    pub fn upsert_consumer_config(&self) -> pull::Config {
+        pull::Config {
+            durable_name: Some(self.upsert_consumer()),
+            description: Some("wxlogin user upserter".into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: UPSERT_ACK_WAIT,
+            max_deliver: -1,
+            filter_subject: format!("{}.results.>", self.prefix),
+            max_ack_pending: 20_000,
+            ..Default::default()
+        }
+    }
+
+    /// Creates or updates the streams and buckets; consumers are made by their roles.
+    #[tracing::instrument(skip(self, js), fields(prefix = %self.prefix))]
+    pub async fn ensure(&self, js: &jetstream::Context) -> Result<Handles, TopologyError> {
+        let err = |what: String| {
+            move |e: Box<dyn std::error::Error + Send + Sync>| TopologyError::Create {
+                what,
+                source: e,
+            }
+        };
+        let codes = create_stream(js, self.codes_config())
+            .await
+            .map_err(err(self.codes_stream()))?;
+        let results = create_stream(js, self.results_config())
+            .await
+            .map_err(err(self.results_stream()))?;
+        let ledger = js
+            .create_or_update_key_value(kv::Config {
+                bucket: self.ledger_bucket(),
+                description: "wxlogin: codes in flight and exchanged (hashed)".into(),
+                history: 1,
+                max_age: self.ledger_max_age(),
+                storage: StorageType::File,
+                num_replicas: self.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(self.ledger_bucket())(Box::new(e)))?;
+        let sessions = js
+            .create_or_update_key_value(kv::Config {
+                bucket: self.sessions_bucket(),
+                description: "wxlogin: session tokens (hashed) and their users".into(),
+                history: 1,
+                max_age: self.session_ttl,
+                storage: StorageType::File,
+                num_replicas: self.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(self.sessions_bucket())(Box::new(e)))?;
+        Ok(Handles {
+            codes,
+            results,
+            ledger,
+            sessions,
+        })
+    }
+}
+
+async fn create_stream(
+    js: &jetstream::Context,
+    config: stream::Config,
+) -> Result<stream::Stream, Box<dyn std::error::Error + Send + Sync>> {
+    js.create_or_update_stream(config.clone()).await?;
+    Ok(js.get_stream(&config.name).await?)
+}

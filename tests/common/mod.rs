@@ -1,0 +1,312 @@
+//! `spawn_app()`: every test gets its own nats-server (random port, temporary store, killed on
+//! drop), its own database (a temporary SQLite file, or a fresh PostgreSQL database with a
+//! unique name), its own WeChat simulator over real HTTP, and the three roles running in-process
+//! against them. Nothing here depends on a server started by hand.
+#![allow(dead_code)]
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use wxlogin::{
+    crypto::{Keyring, MasterKey},
+    natsd::NatsServer,
+    persistence::users,
+    quota::Quota,
+    roles::{self, RoleError},
+    settings::{App, Settings},
+    sim::{self, SimApp, SimConfig, SimControl, SimServer},
+};
+
+pub const APPID: &str = "wx00000000000000a1";
+pub const SECRET: &str = "test-secret-0123456789abcdef0000";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub db: Db,
+    pub quota: Quota,
+    pub login_wait: Duration,
+    pub code_ttl: Duration,
+    pub wechat_timeout: Duration,
+    pub sim: SimConfig,
+    /// The secret the workers use (differs from the simulator's to test misconfiguration).
+    pub worker_secret: String,
+}
+
+impl Options {
+    pub fn new(db: Db) -> Self {
+        Options {
+            db,
+            quota: "1000/1s".parse().unwrap(),
+            login_wait: Duration::from_secs(5),
+            code_ttl: Duration::from_secs(300),
+            wechat_timeout: Duration::from_secs(2),
+            sim: SimConfig {
+                apps: vec![SimApp {
+                    appid: APPID.into(),
+                    secret: SECRET.into(),
+                    unionid: true,
+                }],
+                ..SimConfig::default()
+            },
+            worker_secret: SECRET.into(),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub api: String,
+    pub http: reqwest::Client,
+    pub sim: SimServer,
+    pub control: SimControl,
+    pub nats: NatsServer,
+    pub settings: Settings,
+    pub keyring: Arc<Keyring>,
+    pub db_url: String,
+    pub pg_admin: Option<(String, String)>,
+    shutdown: CancellationToken,
+    roles: Vec<JoinHandle<Result<(), RoleError>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn test_keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::new(MasterKey::generate(), Vec::new()))
+}
+
+/// The admin URL of a PostgreSQL server to create test databases on.
+fn pg_admin_url() -> String {
+    std::env::var("WXLOGIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh database with a unique name; returns (its URL, the admin URL, its name).
+pub async fn fresh_postgres() -> (String, String, String) {
+    let admin = pg_admin_url();
+    let conn = Database::connect(admin.as_str()).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL tests need a server: run them through scripts/test.sh (it starts one), \
+             or set WXLOGIN_TEST_POSTGRES_URL to an admin URL ({admin}: {e})"
+        )
+    });
+    let name = format!("wxlogin_test_{}", uuid::Uuid::new_v4().simple());
+    conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    conn.close().await.ok();
+    let mut url = url::Url::parse(&admin).expect("admin URL parses");
+    url.set_path(&name);
+    (url.to_string(), admin, name)
+}
+
+pub async fn spawn_app(opts: Options) -> TestApp {
+    wxlogin::telemetry::init_with_default("warn");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nats = NatsServer::start_temporary()
+        .await
+        .expect("start nats-server");
+    let sim = sim::spawn(opts.sim.clone()).await.expect("start simulator");
+    let (db_url, pg_admin) = match opts.db {
+        Db::Sqlite => (
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("wxlogin.db").display()
+            ),
+            None,
+        ),
+        Db::Postgres => {
+            let (url, admin, name) = fresh_postgres().await;
+            (url, Some((admin, name)))
+        }
+    };
+    let settings = Settings {
+        nats_url: nats.url().to_string(),
+        nats_prefix: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        database_url: db_url.clone(),
+        wechat_base_url: sim.base_url(),
+        wechat_timeout_ms: opts.wechat_timeout.as_millis() as u64,
+        app_quota: opts.quota,
+        code_ttl_secs: opts.code_ttl.as_secs().max(1),
+        login_wait_ms: opts.login_wait.as_millis() as u64,
+        ..Settings::default()
+    };
+    let keyring = test_keyring();
+    let apps = vec![App {
+        appid: APPID.into(),
+        secret: SecretString::from(opts.worker_secret.clone()),
+    }];
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    wxlogin::persistence::migrate(&db_url)
+        .await
+        .expect("migrate");
+    let shutdown = CancellationToken::new();
+    let mut handles = Vec::new();
+    {
+        let (s, k, a, sd) = (
+            settings.clone(),
+            keyring.clone(),
+            apps.clone(),
+            shutdown.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            roles::ingress(&s, k, &a, listener, sd).await
+        }));
+    }
+    {
+        let (s, k, a, sd) = (
+            settings.clone(),
+            keyring.clone(),
+            apps.clone(),
+            shutdown.clone(),
+        );
+        handles.push(tokio::spawn(
+            async move { roles::worker(&s, k, &a, sd).await },
+        ));
+    }
+    {
+        let (s, sd) = (settings.clone(), shutdown.clone());
+        handles.push(tokio::spawn(async move { roles::upserter(&s, sd).await }));
+    }
+    let app = TestApp {
+        api,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        control: sim.control(),
+        sim,
+        nats,
+        settings,
+        keyring,
+        db_url,
+        pg_admin,
+        shutdown,
+        roles: handles,
+        _dir: dir,
+    };
+    app.wait_ready().await;
+    app
+}
+
+impl TestApp {
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = self.http.get(format!("{}/readyz", self.api)).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the app never became ready");
+    }
+
+    /// Sets the simulator's faults.
+    pub async fn faults(&self, faults: sim::Faults) {
+        self.control.set_faults(&faults).await.expect("set faults");
+    }
+
+    pub async fn mint(&self, user: &str) -> String {
+        self.control
+            .mint_code(APPID, user)
+            .await
+            .expect("mint code")
+    }
+
+    pub async fn post_login(&self, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/login", self.api))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /v1/login")
+    }
+
+    /// Logs in with a code, following 202 tickets; returns the final status and JSON.
+    pub async fn login_following_tickets(&self, code: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .post_login(serde_json::json!({"appid": APPID, "code": code}))
+            .await;
+        let mut status = r.status().as_u16();
+        let mut body: serde_json::Value = r.json().await.unwrap();
+        for _ in 0..600 {
+            if status != 202 {
+                break;
+            }
+            let ticket = body["ticket"].as_str().unwrap().to_string();
+            tokio::time::sleep(Duration::from_millis(
+                body["retry_after_ms"].as_u64().unwrap_or(200),
+            ))
+            .await;
+            let r = self
+                .http
+                .get(format!("{}/v1/login/{ticket}", self.api))
+                .send()
+                .await
+                .unwrap();
+            status = r.status().as_u16();
+            body = r.json().await.unwrap();
+        }
+        (status, body)
+    }
+
+    pub async fn me(&self, token: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/v1/me", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn db(&self) -> DatabaseConnection {
+        Database::connect(self.db_url.as_str()).await.unwrap()
+    }
+
+    pub async fn users(&self) -> Vec<users::Model> {
+        users::Entity::find()
+            .order_by_asc(users::Column::Appid)
+            .order_by_asc(users::Column::Openid)
+            .all(&self.db().await)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the user table holds `n` logins in all (the upserter is asynchronous).
+    pub async fn wait_for_logins(&self, n: i64) -> Vec<users::Model> {
+        for _ in 0..300 {
+            let users = self.users().await;
+            if users.iter().map(|u| u.login_count).sum::<i64>() >= n {
+                return users;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the user table never reached {n} logins");
+    }
+
+    /// Stops the roles (they drain), then drops a Postgres test database.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for h in self.roles.drain(..) {
+            let r = tokio::time::timeout(Duration::from_secs(30), h)
+                .await
+                .expect("role stops within 30 s");
+            r.expect("role task").expect("role ends cleanly");
+        }
+        if let Some((admin, name)) = &self.pg_admin
+            && let Ok(conn) = Database::connect(admin.as_str()).await
+        {
+            let _ = conn
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Settings: embedded defaults, a TOML file, and `WXLOGIN_*` variables over both.
+//! figment's `Jail` gives each test its own environment and working directory.
+// Jail closures must return figment::Error, which is large; that is figment's API, not ours.
+#![allow(clippy::result_large_err)]
+
+use std::{path::Path, time::Duration};
+
+use figment::Jail;
+use secrecy::ExposeSecret;
+use wxlogin::settings::Settings;
+
+fn load(path: Option<&str>) -> Result<Settings, figment::Error> {
+    Settings::load(path.map(Path::new)).map_err(|e| e.to_string().into())
+}
+
+#[test]
+fn with_nothing_set_the_documented_defaults_apply() {
+    Jail::expect_with(|_| {
+        let s = load(None)?;
+        assert_eq!(s.nats_url, "nats://127.0.0.1:4222");
+        assert_eq!(s.nats_prefix, "wxlogin");
+        assert_eq!(s.database_url, "sqlite://wxlogin.db?mode=rwc");
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.wechat_base_url, "https://api.weixin.qq.com");
+        assert_eq!(s.app_quota.to_string(), "5000/60s");
+        assert_eq!(s.code_ttl(), Duration::from_secs(300));
+        assert!(s.resolve_apps().unwrap().is_empty());
+        assert!(s.keyring().unwrap().is_none());
+        Ok(())
+    });
+}
+
+#[test]
+fn environment_variables_override_the_toml_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "wxlogin.toml",
+            r#"
+            nats_prefix = "fromfile"
+            code_ttl_secs = 120
+            app_quota = "100/60s"
+            [[apps]]
+            appid = "wx0123456789abcdef"
+            secret_file = "secret.txt"
+            "#,
+        )?;
+        jail.create_file("secret.txt", "file-secret\n")?;
+        jail.set_env("WXLOGIN_NATS_PREFIX", "fromenv");
+        jail.set_env("WXLOGIN_APP_QUOTA", "10/2s");
+        jail.set_env("WXLOGIN_LOG_FORMAT", "json");
+        let s = load(Some("wxlogin.toml"))?;
+        assert_eq!(s.nats_prefix, "fromenv");
+        assert_eq!(s.code_ttl_secs, 120);
+        assert_eq!(s.app_quota.calls, 10);
+        let apps = s.resolve_apps().unwrap();
+        assert_eq!(apps.len(), 1);
+        assert_eq!(apps[0].secret.expose_secret(), "file-secret");
+        Ok(())
+    });
+}
+
+#[test]
+fn apps_and_master_key_come_from_variables() {
+    Jail::expect_with(|jail| {
+        jail.set_env(
+            "WXLOGIN_APPS",
+            "wx0123456789abcdef=s1,wx00000000000000a1=s2",
+        );
+        jail.set_env(
+            "WXLOGIN_MASTER_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        );
+        let s = load(None)?;
+        let apps = s.resolve_apps().unwrap();
+        assert_eq!(apps.len(), 2);
+        assert_eq!(apps[1].appid, "wx00000000000000a1");
+        assert_eq!(apps[1].secret.expose_secret(), "s2");
+        assert!(
+            !format!("{apps:?}").contains("s1"),
+            "Debug must not show secrets"
+        );
+        assert!(s.keyring().unwrap().is_some());
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_values_are_refused_with_a_clear_message() {
+    Jail::expect_with(|jail| {
+        jail.set_env("WXLOGIN_APP_QUOTA", "lots");
+        let err = load(None).unwrap_err().to_string();
+        assert!(err.contains("N/<seconds>s"), "{err}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("WXLOGIN_APPS", "not-an-appid=secret");
+        let err = load(None)?.resolve_apps().unwrap_err().to_string();
+        assert!(err.contains("not a WeChat appid"), "{err}");
+        assert!(!err.contains("secret\""), "{err}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("WXLOGIN_MASTER_KEY", "dG9vIHNob3J0");
+        assert!(load(None)?.keyring().is_err());
+        jail.set_env("WXLOGIN_NATS_PREFIX", "has.dots");
+        assert!(load(None).is_err());
+        Ok(())
+    });
+}
