@@ -76,14 +76,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(async {
         let ctl = SimControl::new(base.clone());
         let t0 = Instant::now();
-        let codes: Vec<String> = futures::stream::iter(0..args.codes)
-            .map(|i| {
+        let users: Vec<String> = (0..args.users).map(|i| format!("user{i}")).collect();
+        let batches: Vec<Vec<&str>> = (0..args.codes)
+            .map(|i| users[i % users.len()].as_str())
+            .collect::<Vec<_>>()
+            .chunks(4_000)
+            .map(<[&str]>::to_vec)
+            .collect();
+        let codes: Vec<String> = futures::stream::iter(batches)
+            .map(|batch| {
                 let ctl = ctl.clone();
-                let user = format!("user{}", i % args.users);
-                async move { ctl.mint_code(DEMO_APPID, &user).await }
+                async move { ctl.mint_codes(DEMO_APPID, &batch).await }
             })
-            .buffer_unordered(32)
-            .try_collect()
+            .buffered(2)
+            .try_concat()
             .await?;
         eprintln!("minted {} codes in {:.1?}", codes.len(), t0.elapsed());
 

@@ -53,6 +53,10 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Print a new random master key (base64) for WXLOGIN_MASTER_KEY.
     GenKey,
+    /// Print the HTTP API as OpenAPI 3.1 JSON (what GET /openapi.json serves).
+    Openapi,
+    /// Drive logins against an ingress and report throughput, latency and memory.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +87,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", MasterKey::generate().to_base64());
         return Ok(());
     }
+    if let Command::Openapi = cli.command {
+        print!("{}", crate::ingress::openapi::json());
+        return Ok(());
+    }
+    if let Command::Bench(args) = cli.command {
+        crate::bench::run(args).await?;
+        return Ok(());
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
@@ -99,17 +111,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker => {
             let (keyring, apps) = (required_keyring(&settings)?, settings.resolve_apps()?);
+            serve_metrics(&settings, &shutdown).await?;
             Ok(roles::worker(&settings, keyring, &apps, shutdown).await?)
         }
-        Command::Upserter => Ok(roles::upserter(&settings, shutdown).await?),
+        Command::Upserter => {
+            serve_metrics(&settings, &shutdown).await?;
+            Ok(roles::upserter(&settings, shutdown).await?)
+        }
         Command::Migrate => {
             persistence::migrate(&settings.database_url).await?;
             tracing::info!(database = %persistence::describe_url(&settings.database_url), "migrations applied");
             Ok(())
         }
         Command::Replay(args) => replay(&settings, args).await,
-        Command::Sim(_) | Command::GenKey => unreachable!("handled above"),
+        Command::Sim(_) | Command::GenKey | Command::Openapi | Command::Bench(_) => {
+            unreachable!("handled above")
+        }
     }
+}
+
+/// A worker or upserter has no HTTP port of its own: `/metrics` on `metrics_addr` if set.
+async fn serve_metrics(settings: &Settings, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let Some(addr) = settings.metrics_addr else {
+        return Ok(());
+    };
+    let listener = bind(addr).await?;
+    tokio::spawn(crate::meter::serve(listener, shutdown.clone()));
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
@@ -243,9 +271,34 @@ async fn ensure_nats(settings: &mut Settings) -> anyhow::Result<Option<NatsServe
 fn print_next_steps(settings: &Settings, appid: &str) {
     let api = format!("http://{}", settings.http_addr);
     let sim = &settings.wechat_base_url;
+    let commands = demo_commands(&api, sim, appid)
+        .iter()
+        .map(|c| format!("  {c}\n"))
+        .collect::<String>();
     eprintln!(
-        "\nwxlogin is up: API {api}, WeChat simulator {sim}\n\nTry it (paste into another terminal):\n\n  CODE=$(curl -s -X POST {sim}/sim/login -H 'content-type: application/json' -d '{{\"appid\":\"{appid}\",\"user\":\"alice\"}}' | sed -E 's/.*\"code\":\"([^\"]+)\".*/\\1/')\n  TOKEN=$(curl -s -X POST {api}/v1/login -H 'content-type: application/json' -d \"{{\\\"code\\\":\\\"$CODE\\\"}}\" | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\n  curl -s {api}/v1/me -H \"Authorization: Bearer $TOKEN\"\n  curl -s -X POST {api}/v1/logout -H \"Authorization: Bearer $TOKEN\" -o /dev/null -w '%{{http_code}}\\n'\n"
+        "\nwxlogin is up: API {api}, WeChat simulator {sim}\n\n\
+         Try it (paste into another terminal): get a code from the simulated wx.login(), log in,\n\
+         ask /v1/me who the token is, decrypt the simulated wx.getUserInfo() data, log out, and\n\
+         see /v1/me refuse the token (40001):\n\n{commands}"
     );
+}
+
+/// The demo sequence `wxlogin up --sim` prints (and the README's quick start shows): shell
+/// commands that work when pasted into bash or zsh, needing only curl and sed.
+pub fn demo_commands(api: &str, sim: &str, appid: &str) -> Vec<String> {
+    let mut commands = vec![format!("API={api} SIM={sim} APPID={appid}")];
+    commands.extend(
+        [
+            r#"CODE=$(curl -s -X POST "$SIM/sim/login" -H 'content-type: application/json' -d "{\"appid\":\"$APPID\",\"user\":\"alice\"}" | sed -E 's/.*"code":"([^"]+)".*/\1/')"#,
+            r#"TOKEN=$(curl -s -X POST "$API/v1/login" -H 'content-type: application/json' -d "{\"code\":\"$CODE\"}" | sed -E 's/.*"token":"([^"]+)".*/\1/'); echo "$TOKEN""#,
+            r#"curl -s "$API/v1/me" -H "Authorization: Bearer $TOKEN" -w '\n'"#,
+            r#"curl -s -X POST "$SIM/sim/userinfo" -H 'content-type: application/json' -d "{\"appid\":\"$APPID\",\"user\":\"alice\"}" | curl -s -X POST "$API/v1/decrypt" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d @- -w '\n'"#,
+            r#"curl -s -X POST "$API/v1/logout" -H "Authorization: Bearer $TOKEN" -o /dev/null -w '%{http_code}\n'"#,
+            r#"curl -s "$API/v1/me" -H "Authorization: Bearer $TOKEN" -w '\n'"#,
+        ]
+        .map(String::from),
+    );
+    commands
 }
 
 async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
@@ -257,6 +310,13 @@ async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
         (None, None) => ReplayFrom::Start,
     };
     let started = std::time::Instant::now();
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} seq  {per_sec}  eta {eta}  {msg}",
+        )
+        .expect("valid template"),
+    );
     let stats = upserter::replay(
         &js,
         &roles::topology(settings),
@@ -264,19 +324,21 @@ async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
         from,
         settings.upsert_batch,
         |s, last| {
-            let rate = s.events as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            eprint!(
-                "\rreplayed {} events (seq {}/{}) at {:.0} events/s",
-                s.events, s.last_seq, last, rate
-            );
+            bar.set_length(last);
+            bar.set_position(s.last_seq);
+            bar.set_message(format!("{} events, {} logins applied", s.events, s.logins));
         },
     )
     .await?;
-    eprintln!();
-    tracing::info!(
-        ?stats,
-        seconds = started.elapsed().as_secs_f64(),
-        "replay finished"
+    bar.finish();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "replayed {} events ({} logins, {} failures, {} unreadable) in {secs:.1} s: {:.0} events/s",
+        stats.events,
+        stats.logins,
+        stats.failures,
+        stats.malformed,
+        stats.events as f64 / secs.max(1e-3)
     );
     Ok(())
 }

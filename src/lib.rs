@@ -24,21 +24,28 @@
 //! - [`events`]: the versioned event types that travel through NATS.
 //! - [`topology`]: stream, consumer, bucket and subject names under one prefix.
 //! - [`ledger`]: the record of codes in flight and exchanged (at-most-once exchange).
-//! - [`ingress`]: the HTTP API.
+//! - [`ingress`]: the HTTP API, and its OpenAPI document (`GET /openapi.json`).
 //! - [`exchange`]: the exchange worker (`handle(request) -> Outcome`) and its limiter.
 //! - [`persistence`]: database connection, migrations, the `wx_users` upsert.
 //! - [`upserter`]: the user-upsert consumer of result events, and replay.
 //! - [`sessions`]: our own session tokens and their store.
+//! - [`meter`]: Prometheus metrics (`GET /metrics`), recorded by one-line functions.
 //! - [`natsd`]: finding and supervising a local `nats-server` child process.
 //! - [`roles`]: wiring of the roles (`ingress`, `worker`, `upserter`, `up`) with shutdown.
+//! - [`bench`]: `wxlogin bench`, the load generator that plays the mini programs.
 //! - [`cli`]: the `wxlogin` command line; `main.rs` only calls it.
+//! - `fuzzing`: raw-bytes entry points to the parsers of outside input, for `fuzz/`.
 
+pub mod bench;
 pub mod cli;
 pub mod crypto;
 pub mod events;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ingress;
 pub mod ledger;
+pub mod meter;
 pub mod natsd;
 pub mod persistence;
 pub mod quota;

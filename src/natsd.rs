@@ -98,6 +98,15 @@ impl NatsServer {
 
     /// Starts a server storing into `store_dir`, on `port` or a free one.
     pub async fn start(store_dir: &Path, port: Option<u16>) -> Result<NatsServer, NatsdError> {
+        Self::start_with_args(store_dir, port, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with extra command-line arguments (e.g. cluster flags).
+    pub async fn start_with_args(
+        store_dir: &Path,
+        port: Option<u16>,
+        extra: &[String],
+    ) -> Result<NatsServer, NatsdError> {
         let bin = find_binary()?;
         let err = |e: std::io::Error| NatsdError::Start(e.to_string());
         std::fs::create_dir_all(store_dir).map_err(err)?;
@@ -110,6 +119,7 @@ impl NatsServer {
             .arg(store_dir)
             .arg("--ports_file_dir")
             .arg(&ports_dir)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

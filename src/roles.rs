@@ -51,6 +51,7 @@ pub fn topology(settings: &Settings) -> Topology {
         replicas: settings.nats_replicas,
         code_ttl: settings.code_ttl(),
         session_ttl: settings.session_ttl(),
+        exchange_ack_wait: std::time::Duration::from_secs(settings.exchange_ack_wait_secs),
     }
 }
 
@@ -60,10 +61,19 @@ pub async fn connect_nats(
     role: &str,
 ) -> Result<(async_nats::Client, jetstream::Context, Handles), RoleError> {
     let url = settings.nats_url.clone();
+    // `nats://a:4222,nats://b:4222`: every server of a cluster, so any one can be down at start.
+    let servers = url
+        .split(',')
+        .map(|s| s.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RoleError::Nats {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
     let client = async_nats::ConnectOptions::new()
         .name(format!("wxlogin-{role}"))
         .connection_timeout(std::time::Duration::from_secs(5))
-        .connect(url.as_str())
+        .connect(servers)
         .await
         .map_err(|e| RoleError::Nats {
             url: url.clone(),
@@ -74,7 +84,20 @@ pub async fn connect_nats(
         return Err(RoleError::OldNats { url, version });
     }
     let js = jetstream::new(client.clone());
-    let handles = topology(settings).ensure(&js).await?;
+    // A JetStream cluster that is still electing its leader refuses stream changes for a few
+    // seconds: keep trying for a while before giving up.
+    let mut attempt = 0;
+    let handles = loop {
+        match topology(settings).ensure(&js).await {
+            Ok(h) => break h,
+            Err(e) if attempt < 30 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "JetStream not ready; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     tracing::info!(role, nats = %url, server_version = %version, prefix = %settings.nats_prefix, "connected to NATS");
     Ok((client, js, handles))
 }
@@ -106,7 +129,11 @@ pub async fn ingress(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RoleError> {
-    let (client, js, handles) = connect_nats(settings, "ingress").await?;
+    crate::meter::install();
+    let (client, js, handles) = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = connect_nats(settings, "ingress") => r?,
+    };
     let db = persistence::connect(&settings.database_url).await?;
     let appids: HashSet<String> = apps.iter().map(|a| a.appid.clone()).collect();
     let ingress = Ingress::new(
@@ -119,15 +146,21 @@ pub async fn ingress(
         Ledger::new(handles.ledger),
         db,
         settings.login_wait(),
-        settings.max_body_bytes,
+        crate::ingress::guard::Limits::from_settings(settings),
     );
     let replies = tokio::spawn(ingress.clone().listen_for_replies(shutdown.clone()));
     let addr = listener.local_addr().map_err(runtime)?;
     tracing::info!(%addr, "ingress listening on http://{addr}");
-    axum::serve(listener, ingress.router())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .map_err(runtime)?;
+    axum::serve(
+        listener,
+        // The peer address feeds the per-client login quota.
+        ingress
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await
+    .map_err(runtime)?;
     shutdown.cancel();
     let _ = replies.await;
     tracing::info!("ingress stopped");
@@ -146,26 +179,40 @@ pub async fn worker(
             "no apps configured: set WXLOGIN_APPS=appid=secret".into(),
         ));
     }
-    let (client, js, handles) = connect_nats(settings, "worker").await?;
+    let (client, js, handles) = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = connect_nats(settings, "worker") => r?,
+    };
     let topo = topology(settings);
-    let consumer = handles
-        .codes
-        .get_or_create_consumer(
-            &topo.exchange_consumer(),
-            topo.exchange_consumer_config(20_000),
-        )
-        .await
-        .map_err(runtime)?;
+    let name = topo.exchange_consumer();
+    let make = || {
+        handles
+            .codes
+            .get_or_create_consumer(&name, topo.exchange_consumer_config(20_000))
+    };
+    let Some(consumer) = retry_until_shutdown("the exchange consumer", &shutdown, make).await?
+    else {
+        return Ok(());
+    };
     let exchanger = Exchanger::new(
         wechat_client(settings)?,
         apps,
         settings.app_quota,
         keyring,
         Ledger::new(handles.ledger),
+        exchange::Budget::new(handles.quota),
         js,
         client,
         topo,
     );
+    let exchanger = Arc::new(exchanger);
+    crate::meter::install();
+    tokio::spawn(crate::meter::watch_consumer(
+        consumer.clone(),
+        exchanger.topology.exchange_consumer(),
+        shutdown.clone(),
+    ));
+    let pauses = tokio::spawn(exchanger.clone().follow_fleet_pauses());
     tracing::info!(
         wechat = %settings.wechat_base_url,
         quota = %settings.app_quota,
@@ -173,26 +220,36 @@ pub async fn worker(
         apps = apps.len(),
         "exchange worker started"
     );
-    exchange::run(
-        Arc::new(exchanger),
-        consumer,
-        settings.worker_concurrency,
-        shutdown,
-    )
-    .await
-    .map_err(runtime)
+    let result = exchange::run(exchanger, consumer, settings.worker_concurrency, shutdown)
+        .await
+        .map_err(runtime);
+    pauses.abort();
+    result
 }
 
 /// `wxlogin upserter`: applies result events to the user table.
 pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
-    let (_client, _js, handles) = connect_nats(settings, "upserter").await?;
+    let (_client, _js, handles) = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = connect_nats(settings, "upserter") => r?,
+    };
     let db = persistence::connect(&settings.database_url).await?;
     let topo = topology(settings);
-    let consumer = handles
-        .results
-        .get_or_create_consumer(&topo.upsert_consumer(), topo.upsert_consumer_config())
-        .await
-        .map_err(runtime)?;
+    let name = topo.upsert_consumer();
+    let make = || {
+        handles
+            .results
+            .get_or_create_consumer(&name, topo.upsert_consumer_config())
+    };
+    let Some(consumer) = retry_until_shutdown("the upsert consumer", &shutdown, make).await? else {
+        return Ok(());
+    };
+    crate::meter::install();
+    tokio::spawn(crate::meter::watch_consumer(
+        consumer.clone(),
+        topo.upsert_consumer(),
+        shutdown.clone(),
+    ));
     tracing::info!(database = %persistence::describe_url(&settings.database_url), batch = settings.upsert_batch, "upserter started");
     upserter::run(db, consumer, settings.upsert_batch, shutdown)
         .await
@@ -223,6 +280,36 @@ pub async fn all_in_one(
         async { stop_all(upserter(settings, shutdown.clone()).await) },
     );
     a.and(b).and(c)
+}
+
+/// Retries a start-up step through a NATS blip (up to ~30 s); `None` if shut down meanwhile.
+async fn retry_until_shutdown<
+    T,
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut step: impl FnMut() -> F,
+) -> Result<Option<T>, RoleError> {
+    for attempt in 1.. {
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            r = step() => r,
+        };
+        match outcome {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if attempt < 30 => {
+                tracing::warn!(error = %e, attempt, "cannot set up {what} yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+            Err(e) => return Err(RoleError::Runtime(format!("cannot set up {what}: {e}"))),
+        }
+    }
+    unreachable!("the loop returns")
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -122,6 +122,34 @@ impl SessionStore {
         }
     }
 
+    /// Records a unionid learnt after login (from decrypted user data) on a live session that
+    /// has none. Compare-and-set on the entry's revision: a logout or a concurrent update that
+    /// got there first stands, and a revoked session is never brought back.
+    pub async fn set_unionid(&self, token: &str, unionid: &str) -> Result<(), SessionError> {
+        if !is_well_formed(token) {
+            return Ok(());
+        }
+        let key = token_hash(token);
+        let Some(entry) = self.kv.entry(&key).await.map_err(unavailable)? else {
+            return Ok(());
+        };
+        if entry.operation != Operation::Put {
+            return Ok(());
+        }
+        let mut record: SessionRecord =
+            serde_json::from_slice(&entry.value).map_err(|_| SessionError::Corrupt)?;
+        if record.unionid.is_some() {
+            return Ok(());
+        }
+        record.unionid = Some(unionid.to_owned());
+        let value: bytes::Bytes = serde_json::to_vec(&record).expect("serializes").into();
+        match self.kv.update(&key, value, entry.revision).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     /// Revokes the token everywhere. Deleting leaves a tombstone, so the key cannot be created
     /// again from a stale ticket.
     pub async fn revoke(&self, token: &str) -> Result<(), SessionError> {

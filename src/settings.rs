@@ -18,9 +18,17 @@
 //! session_ttl_secs = 604800             # WXLOGIN_SESSION_TTL_SECS (7 days)
 //! # master_key = "<32 bytes, base64>"    # WXLOGIN_MASTER_KEY
 //! # master_key_file = "/run/secrets/wxlogin-master-key"   # WXLOGIN_MASTER_KEY_FILE
+//! # master_keys_previous = "<old key>"  # WXLOGIN_MASTER_KEYS_PREVIOUS: opened, never sealed with (rotation: docs/security.md)
+//! exchange_ack_wait_secs = 30          # WXLOGIN_EXCHANGE_ACK_WAIT_SECS: redelivery after a worker dies
 //! worker_concurrency = 512              # WXLOGIN_WORKER_CONCURRENCY: exchanges in flight per worker
 //! upsert_batch = 500                    # WXLOGIN_UPSERT_BATCH
 //! max_body_bytes = 4096                 # WXLOGIN_MAX_BODY_BYTES
+//! body_timeout_ms = 10000               # WXLOGIN_BODY_TIMEOUT_MS: the whole body within this (slow bodies: 408)
+//! request_timeout_ms = 15000            # WXLOGIN_REQUEST_TIMEOUT_MS: the whole request; must exceed login_wait_ms
+//! # client_quota = "30/60s"             # WXLOGIN_CLIENT_QUOTA: login attempts per client IP (429); unset: off
+//! # trusted_proxies = ["10.0.0.0/8"]    # WXLOGIN_TRUSTED_PROXIES="10.0.0.0/8,192.0.2.7": X-Forwarded-For read only from these
+//! max_inflight_logins = 10000           # WXLOGIN_MAX_INFLIGHT_LOGINS: per ingress process; beyond: 503
+//! # metrics_addr = "127.0.0.1:9100"     # WXLOGIN_METRICS_ADDR: /metrics of a worker or upserter process (the ingress serves it on http_addr)
 //! # apps: WXLOGIN_APPS="wxAPPID=SECRET,wxAPPID2=SECRET2", or in TOML:
 //! # [[apps]]
 //! # appid = "wx0123456789abcdef"
@@ -41,6 +49,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::crypto::sealing::{Keyring, MasterKey};
+use crate::ingress::client_ip::TrustedProxies;
 use crate::quota::Quota;
 
 #[derive(Debug, thiserror::Error)]
@@ -114,9 +123,28 @@ pub struct Settings {
     pub master_key_file: Option<PathBuf>,
     /// Previous master keys (base64, comma-separated) still accepted for reading.
     pub master_keys_previous: Option<SecretString>,
+    pub exchange_ack_wait_secs: u64,
     pub worker_concurrency: usize,
     pub upsert_batch: usize,
     pub max_body_bytes: usize,
+    pub body_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    /// Login attempts allowed per client address; `None` (unset, or "off"): no limit.
+    #[serde(deserialize_with = "optional_quota")]
+    pub client_quota: Option<Quota>,
+    pub trusted_proxies: TrustedProxies,
+    pub max_inflight_logins: usize,
+    /// Where a worker or upserter process serves `/metrics` (the ingress uses its own port).
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A quota, or nothing when unset, empty or `off`.
+fn optional_quota<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Quota>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() || s.trim().eq_ignore_ascii_case("off") => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 impl Default for Settings {
@@ -141,9 +169,16 @@ impl Default for Settings {
             master_key: None,
             master_key_file: None,
             master_keys_previous: None,
+            exchange_ack_wait_secs: 30,
             worker_concurrency: 512,
             upsert_batch: 500,
             max_body_bytes: 4096,
+            body_timeout_ms: 10_000,
+            request_timeout_ms: 15_000,
+            client_quota: None,
+            trusted_proxies: TrustedProxies::default(),
+            max_inflight_logins: 10_000,
+            metrics_addr: None,
         }
     }
 }
@@ -182,11 +217,23 @@ impl Settings {
         {
             return bad("nats_prefix may hold only letters, digits, '_' and '-'".into());
         }
-        if self.code_ttl_secs == 0 || self.session_ttl_secs == 0 {
-            return bad("code_ttl_secs and session_ttl_secs must be positive".into());
+        if self.code_ttl_secs == 0 || self.session_ttl_secs == 0 || self.exchange_ack_wait_secs < 3
+        {
+            return bad(
+                "code_ttl_secs and session_ttl_secs must be positive, exchange_ack_wait_secs at least 3"
+                    .into(),
+            );
         }
         if self.worker_concurrency == 0 || self.upsert_batch == 0 {
             return bad("worker_concurrency and upsert_batch must be positive".into());
+        }
+        if self.body_timeout_ms == 0 || self.max_inflight_logins == 0 {
+            return bad("body_timeout_ms and max_inflight_logins must be positive".into());
+        }
+        // A login may wait login_wait_ms for its reply before answering 202; a shorter request
+        // timeout would cut every slow login off with an error instead of a ticket.
+        if self.request_timeout_ms <= self.login_wait_ms {
+            return bad("request_timeout_ms must be greater than login_wait_ms".into());
         }
         Ok(())
     }

@@ -20,8 +20,6 @@ pub enum TopologyError {
     },
 }
 
-/// How long a worker may hold a code message without a progress ack before it is redelivered.
-pub const EXCHANGE_ACK_WAIT: Duration = Duration::from_secs(30);
 /// How long the upserter may hold a result batch before it is redelivered.
 pub const UPSERT_ACK_WAIT: Duration = Duration::from_secs(30);
 
@@ -31,6 +29,8 @@ pub struct Topology {
     pub replicas: usize,
     pub code_ttl: Duration,
     pub session_ttl: Duration,
+    /// Redelivery delay of a code whose worker died; also when its ledger claim goes stale.
+    pub exchange_ack_wait: Duration,
 }
 
 /// Handles on what [`Topology::ensure`] made.
@@ -40,6 +40,7 @@ pub struct Handles {
     pub results: stream::Stream,
     pub ledger: kv::Store,
     pub sessions: kv::Store,
+    pub quota: kv::Store,
 }
 
 impl Topology {
@@ -71,11 +72,14 @@ impl Topology {
     pub fn sessions_bucket(&self) -> String {
         format!("{}_sessions", self.prefix)
     }
+    pub fn quota_bucket(&self) -> String {
+        format!("{}_quota", self.prefix)
+    }
 
     /// A code's record must outlive every way it could still reach WeChat: its TTL plus the
     /// time a redelivered message may wait.
     pub fn ledger_max_age(&self) -> Duration {
-        self.code_ttl + EXCHANGE_ACK_WAIT + Duration::from_secs(60)
+        self.code_ttl + self.exchange_ack_wait + Duration::from_secs(60)
     }
 
     pub fn codes_config(&self) -> stream::Config {
@@ -116,7 +120,7 @@ impl Topology {
             durable_name: Some(self.exchange_consumer()),
             description: Some("wxlogin exchange workers".into()),
             ack_policy: AckPolicy::Explicit,
-            ack_wait: EXCHANGE_ACK_WAIT,
+            ack_wait: self.exchange_ack_wait,
             max_deliver: -1,
             max_ack_pending,
             ..Default::default()
@@ -175,11 +179,23 @@ impl Topology {
             })
             .await
             .map_err(|e| err(self.sessions_bucket())(Box::new(e)))?;
+        let quota = js
+            .create_or_update_key_value(kv::Config {
+                bucket: self.quota_bucket(),
+                description: "wxlogin: the fleet's code2Session schedule per appid".into(),
+                history: 1,
+                storage: StorageType::File,
+                num_replicas: self.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(self.quota_bucket())(Box::new(e)))?;
         Ok(Handles {
             codes,
             results,
             ledger,
             sessions,
+            quota,
         })
     }
 }

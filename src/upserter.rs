@@ -87,6 +87,7 @@ pub async fn run(
         {
             Ok(b) => b,
             Err(e) => {
+                crate::meter::nats_error("pull_results");
                 tracing::warn!(error = %e, "cannot pull results; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -109,6 +110,7 @@ pub async fn run(
 
 #[tracing::instrument(skip_all, fields(messages = messages.len()))]
 async fn apply_batch(db: &DatabaseConnection, messages: &[jetstream::Message]) {
+    crate::meter::upsert_batch(messages.len());
     let mut decoded = Decoded::default();
     for msg in messages {
         let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
@@ -117,6 +119,7 @@ async fn apply_batch(db: &DatabaseConnection, messages: &[jetstream::Message]) {
     let ack = match persistence::upsert_logins(db, &decoded.logins).await {
         Ok(_) => AckKind::Ack,
         Err(e) => {
+            crate::meter::database_error("upsert");
             tracing::error!(error = %e, "upsert failed; the batch stays in JetStream and is retried");
             AckKind::Nak(Some(Duration::from_secs(1)))
         }

@@ -42,6 +42,7 @@ async fn rig() -> Rig {
         replicas: 1,
         code_ttl: std::time::Duration::from_secs(300),
         session_ttl: std::time::Duration::from_secs(3600),
+        exchange_ack_wait: std::time::Duration::from_secs(30),
     };
     let handles = topology.ensure(&js).await.unwrap();
     let wechat = WechatClient::new(ClientOptions {
@@ -59,6 +60,7 @@ async fn rig() -> Rig {
         "100/1s".parse().unwrap(),
         common::test_keyring(),
         Ledger::new(handles.ledger),
+        wxlogin::exchange::Budget::new(handles.quota),
         js,
         client,
         topology,

@@ -107,3 +107,49 @@ fn bad_values_are_refused_with_a_clear_message() {
         Ok(())
     });
 }
+
+#[test]
+fn the_hostile_input_limits_come_from_the_environment_or_the_toml_file() {
+    Jail::expect_with(|_| {
+        let s = load(None)?;
+        assert_eq!(s.client_quota, None, "no per-client quota unless asked");
+        assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.max_inflight_logins, 10_000);
+        assert_eq!((s.body_timeout_ms, s.request_timeout_ms), (10_000, 15_000));
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("WXLOGIN_CLIENT_QUOTA", "30/60s");
+        jail.set_env("WXLOGIN_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7");
+        jail.set_env("WXLOGIN_MAX_INFLIGHT_LOGINS", "64");
+        let s = load(None)?;
+        assert_eq!(s.client_quota.unwrap().to_string(), "30/60s");
+        assert!(s.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(s.trusted_proxies.contains("192.0.2.7".parse().unwrap()));
+        assert!(!s.trusted_proxies.contains("192.0.2.8".parse().unwrap()));
+        assert_eq!(s.max_inflight_logins, 64);
+        jail.set_env("WXLOGIN_CLIENT_QUOTA", "off");
+        assert_eq!(load(None)?.client_quota, None);
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "wxlogin.toml",
+            "client_quota = \"5/1s\"\ntrusted_proxies = [\"::1\", \"172.16.0.0/12\"]\n",
+        )?;
+        let s = load(Some("wxlogin.toml"))?;
+        assert_eq!(s.client_quota.unwrap().calls, 5);
+        assert!(s.trusted_proxies.contains("172.20.0.1".parse().unwrap()));
+        assert!(s.trusted_proxies.contains("::1".parse().unwrap()));
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("WXLOGIN_TRUSTED_PROXIES", "10.0.0.0/99");
+        assert!(load(None).unwrap_err().to_string().contains("CIDR"));
+        jail.set_env("WXLOGIN_TRUSTED_PROXIES", "");
+        jail.set_env("WXLOGIN_REQUEST_TIMEOUT_MS", "4000");
+        let err = load(None).unwrap_err().to_string();
+        assert!(err.contains("request_timeout_ms"), "{err}");
+        Ok(())
+    });
+}

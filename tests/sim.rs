@@ -131,6 +131,32 @@ async fn a_code_exchanges_once_and_then_answers_code_been_used() {
 }
 
 #[tokio::test]
+async fn login_answers_a_code_and_its_lifetime_in_seconds() {
+    let sim = start(SimConfig::demo()).await;
+    let body = format!(r#"{{"appid":"{DEMO_APPID}","user":"alice"}}"#);
+    let (status, minted) = sim.control_post("/sim/login", body).await;
+    assert_eq!(status, 200);
+    assert_eq!(minted["expires_in"], 300);
+    assert_eq!(minted["code"].as_str().unwrap().len(), 32);
+}
+
+#[tokio::test]
+async fn a_batch_mints_one_distinct_code_per_user_entry() {
+    let sim = start(SimConfig::demo()).await;
+    let codes = sim
+        .ctl
+        .mint_codes(DEMO_APPID, &["alice", "bob", "alice"])
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 3);
+    assert_ne!(codes[0], codes[2]);
+    let a0 = sim.demo(&codes[0]).await.json();
+    let a2 = sim.demo(&codes[2]).await.json();
+    assert_eq!(a0["openid"], a2["openid"], "both codes are alice's");
+    assert_eq!(sim.ctl.stats().await.unwrap().codes_minted, 3);
+}
+
+#[tokio::test]
 async fn every_answer_is_http_200_text_plain_with_a_rid_in_errors() {
     let sim = start(SimConfig::demo()).await;
     let ok = sim.demo(&sim.mint("alice").await).await;
@@ -363,8 +389,16 @@ async fn a_hung_call_times_out_at_the_client_and_shutdown_releases_it() {
         let (http, url) = (sim.http.clone(), sim.url());
         async move { http.get(url).send().await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(sim.ctl.stats().await.unwrap().hangs, 2);
+    // The spawned call reaches the server when it does: wait for it (bounded) before shutdown.
+    let mut hangs = 0;
+    for _ in 0..100 {
+        hangs = sim.ctl.stats().await.unwrap().hangs;
+        if hangs == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hangs, 2);
     tokio::time::timeout(Duration::from_secs(10), sim.server.shutdown())
         .await
         .expect("shutdown does not wait for hung calls");
@@ -393,7 +427,7 @@ async fn a_45011_storm_answers_every_call_until_it_ends() {
     let code = sim.mint("alice").await;
     sim.ctl
         .set_faults(&Faults {
-            storm_45011_secs: 0.5,
+            storm_45011_secs: 1.5,
             ..Faults::default()
         })
         .await
@@ -401,7 +435,7 @@ async fn a_45011_storm_answers_every_call_until_it_ends() {
     for _ in 0..3 {
         assert_eq!(sim.demo(&code).await.errcode(), 45011);
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(sim.demo(&code).await.errcode(), 0);
 }
 

@@ -4,6 +4,7 @@
 //! [`Exchanger::handle`] is one worker step — a plain function tests call directly;
 //! [`run`] is the loop that feeds it from a durable pull consumer, many exchanges at once.
 
+pub mod budget;
 pub mod limiter;
 mod run;
 
@@ -25,7 +26,8 @@ use crate::{
     topology::Topology,
     wechat::{ErrorClass, WechatClient},
 };
-pub use limiter::AppLimiter;
+pub use budget::Budget;
+pub use limiter::{AcquireError, AppLimiter};
 pub use run::run;
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,8 @@ pub struct Exchanger {
     pub wechat: WechatClient,
     pub apps: HashMap<String, SecretString>,
     pub limiters: HashMap<String, Arc<AppLimiter>>,
+    /// The fleet's shared call schedule (the quota of all workers together).
+    pub budget: Budget,
     pub keyring: Arc<Keyring>,
     pub ledger: Ledger,
     pub js: jetstream::Context,
@@ -106,10 +110,12 @@ impl Exchanger {
         quota: Quota,
         keyring: Arc<Keyring>,
         ledger: Ledger,
+        budget: Budget,
         js: jetstream::Context,
         nats: async_nats::Client,
         topology: Topology,
     ) -> Self {
+        let stale_claim = topology.exchange_ack_wait;
         Exchanger {
             wechat,
             apps: apps
@@ -118,15 +124,35 @@ impl Exchanger {
                 .collect(),
             limiters: apps
                 .iter()
-                .map(|a| (a.appid.clone(), Arc::new(AppLimiter::new(quota))))
+                .map(|a| {
+                    let limiter = AppLimiter::new(&a.appid, quota, budget.clone());
+                    (a.appid.clone(), Arc::new(limiter))
+                })
                 .collect(),
             keyring,
             ledger,
+            budget,
             js,
             nats,
             topology,
             backoff: Backoff::default(),
-            stale_claim: Duration::from_secs(30),
+            stale_claim,
+        }
+    }
+
+    /// Keeps every limiter informed of 45011 pauses seen by any worker of the fleet.
+    pub async fn follow_fleet_pauses(self: Arc<Self>) {
+        let limiters = self.limiters.clone();
+        if let Err(e) = self
+            .budget
+            .watch_pauses(|appid, until| {
+                if let Some(l) = limiters.get(appid) {
+                    l.note_pause(until);
+                }
+            })
+            .await
+        {
+            tracing::warn!(error = %e, "cannot follow fleet quota pauses");
         }
     }
 
@@ -136,6 +162,7 @@ impl Exchanger {
     pub async fn handle(&self, incoming: &Incoming) -> Result<Outcome, WorkerError> {
         let req = &incoming.request;
         let claim = self.ledger.claim(&req.code_key, &req.login_id).await?;
+        let mut took_over = false;
         match claim {
             Claim::Won { .. } => {}
             Claim::Taken {
@@ -164,9 +191,12 @@ impl Exchanger {
                     return Ok(Outcome::InFlightElsewhere);
                 }
                 tracing::warn!(age_ms = age, "taking over a stale claim");
+                took_over = true;
             }
         }
-        let (outcome, calls) = self.exchange(req).await;
+        let started = std::time::Instant::now();
+        let (outcome, calls) = self.exchange(req, took_over).await;
+        crate::meter::exchange_done(started);
         let result = LoginResult {
             v: LOGIN_RESULT_V1,
             login_id: req.login_id.clone(),
@@ -177,10 +207,35 @@ impl Exchanger {
             upstream_calls: calls,
             outcome,
         };
-        self.publish_result(&result).await?;
-        self.ledger.finish(&req.code_key, &result).await?;
+        let result = self.record(result).await?;
         self.reply(incoming, &result).await;
         Ok(Outcome::Exchanged(result))
+    }
+
+    /// Publishes and records a result we hold, retrying through NATS hiccups (a cluster leader
+    /// change, a reconnect) instead of giving the message back: the WeChat answer exists only
+    /// in this process, and a redelivered code could not be exchanged again.
+    async fn record(&self, result: LoginResult) -> Result<LoginResult, WorkerError> {
+        let give_up = tokio::time::Instant::now() + self.topology.exchange_ack_wait * 4;
+        let mut attempt = 0;
+        loop {
+            let step = async {
+                let kept = self.publish_result(result.clone()).await?;
+                self.ledger.finish(&kept.code_key, &kept).await?;
+                Ok::<_, WorkerError>(kept)
+            };
+            match step.await {
+                Ok(kept) => return Ok(kept),
+                Err(e) if tokio::time::Instant::now() < give_up => {
+                    crate::meter::nats_error("record_result");
+                    tracing::warn!(error = %e, attempt, "cannot record the result yet; retrying");
+                    tokio::time::sleep(self.backoff.delay(attempt).max(Duration::from_millis(100)))
+                        .await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A code whose exchange already ended. A retry of the same login gets its result again; a
@@ -203,8 +258,9 @@ impl Exchanger {
         }
     }
 
-    /// Calls WeChat until the answer is final or the code is too old to send.
-    async fn exchange(&self, req: &LoginRequested) -> (LoginOutcome, u32) {
+    /// Calls WeChat until the answer is final or the code is too old to send. `took_over`: a
+    /// worker that died may already have sent this code upstream.
+    async fn exchange(&self, req: &LoginRequested, took_over: bool) -> (LoginOutcome, u32) {
         let failure = |errcode, reason| LoginOutcome::Failure { errcode, reason };
         let (Some(secret), Some(limiter)) =
             (self.apps.get(&req.appid), self.limiters.get(&req.appid))
@@ -223,19 +279,34 @@ impl Exchanger {
             }
         };
         let deadline = req.received_at_ms + self.topology.code_ttl.as_millis() as i64;
+        let expired = |calls| {
+            tracing::warn!(calls, "code expired before WeChat gave a final answer");
+            (failure(-1, FailureReason::Expired), calls)
+        };
         let mut calls = 0u32;
         let mut retries = 0u32;
         // Set once an attempt may have reached WeChat without an answer we could read.
-        let mut ambiguous = false;
+        let mut ambiguous = took_over;
         loop {
-            limiter.acquire().await;
+            match limiter.acquire(deadline * 1000).await {
+                Ok(()) => {}
+                Err(AcquireError::Expired) => return expired(calls),
+                Err(AcquireError::Unavailable(e)) => {
+                    tracing::warn!(error = %e, "quota budget unavailable; waiting");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    if events::now_ms() >= deadline {
+                        return expired(calls);
+                    }
+                    continue;
+                }
+            }
             if events::now_ms() >= deadline {
-                tracing::warn!(calls, "code expired before WeChat gave a final answer");
-                return (failure(-1, FailureReason::Expired), calls);
+                return expired(calls);
             }
             calls += 1;
             let err = match self.wechat.code2session(&req.appid, secret, &code).await {
                 Ok(session) => {
+                    crate::meter::upstream_call(0);
                     let aad = format!("{}:{}", req.appid, session.openid);
                     let sealed = self
                         .keyring
@@ -251,8 +322,10 @@ impl Exchanger {
                 }
                 Err(e) => e,
             };
+            crate::meter::upstream_call(err.errcode());
             match err.class() {
                 ErrorClass::Retryable => {
+                    crate::meter::upstream_retry();
                     ambiguous |= err.may_have_consumed_code();
                     let wait = self.backoff.delay(retries);
                     retries += 1;
@@ -261,8 +334,10 @@ impl Exchanger {
                     tokio::time::sleep(wait.min(Duration::from_millis(left))).await;
                 }
                 ErrorClass::RateLimited => {
-                    tracing::warn!("WeChat answered 45011: holding this app back for a window");
-                    limiter.pause_for_window();
+                    tracing::warn!("WeChat answered 45011: holding the fleet back for a window");
+                    if let Err(e) = limiter.pause_for_window().await {
+                        tracing::warn!(error = %e, "pause not shared with the fleet");
+                    }
                 }
                 ErrorClass::Rejected if err.errcode() == 40163 && ambiguous => {
                     // An earlier attempt consumed the code but its answer was lost: the client
@@ -287,20 +362,44 @@ impl Exchanger {
         }
     }
 
-    async fn publish_result(&self, result: &LoginResult) -> Result<(), WorkerError> {
+    /// Publishes the result and returns the one the stream keeps. The stream de-duplicates by
+    /// code hash, so if a worker died after publishing but before recording in the ledger, the
+    /// result it published stays authoritative and is what we answer with.
+    async fn publish_result(&self, result: LoginResult) -> Result<LoginResult, WorkerError> {
+        let unavailable = |e: &dyn std::fmt::Display| WorkerError::Unavailable(e.to_string());
         let mut headers = HeaderMap::new();
-        // One result per code in the stream, even if a step is repeated after a crash.
         headers.insert(HEADER_MSG_ID, result.code_key.as_str());
         headers.insert(HEADER_LOGIN_ID, result.login_id.as_str());
         let subject = self.topology.result_subject(&result.appid);
         let ack = self
             .js
-            .publish_with_headers(subject, headers, events::encode(result))
+            .publish_with_headers(subject, headers, events::encode(&result))
             .await
-            .map_err(|e| WorkerError::Unavailable(e.to_string()))?;
-        ack.await
-            .map_err(|e| WorkerError::Unavailable(e.to_string()))?;
-        Ok(())
+            .map_err(|e| unavailable(&e))?
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if !ack.duplicate {
+            return Ok(result);
+        }
+        let stream = self
+            .js
+            .get_stream(self.topology.results_stream())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let original = stream
+            .get_raw_message(ack.sequence)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match LoginResult::decode(&original.payload) {
+            Ok(first) => {
+                tracing::warn!(
+                    seq = ack.sequence,
+                    "a result for this code was already published; answering with it"
+                );
+                Ok(first)
+            }
+            Err(e) => Err(unavailable(&e)),
+        }
     }
 
     /// Best effort: if the ingress has gone, the client polls its ticket from the ledger.

@@ -10,10 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::{Exchanger, Incoming, Outcome};
-use crate::{
-    events::{HEADER_REPLY, LoginRequested},
-    topology::EXCHANGE_ACK_WAIT,
-};
+use crate::events::{HEADER_REPLY, LoginRequested};
 
 /// Runs until `shutdown`, then finishes the exchanges it holds and returns.
 pub async fn run(
@@ -41,6 +38,7 @@ pub async fn run(
         let mut batch = match batch {
             Ok(b) => b,
             Err(e) => {
+                crate::meter::nats_error("pull_codes");
                 tracing::warn!(error = %e, "cannot pull codes; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -89,7 +87,7 @@ async fn process(exchanger: &Exchanger, msg: jetstream::Message) {
     let incoming = Incoming { request, reply };
     let step = exchanger.handle(&incoming);
     tokio::pin!(step);
-    let mut heartbeat = tokio::time::interval(EXCHANGE_ACK_WAIT / 3);
+    let mut heartbeat = tokio::time::interval(exchanger.topology.exchange_ack_wait / 3);
     heartbeat.tick().await;
     let outcome = loop {
         tokio::select! {

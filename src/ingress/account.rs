@@ -16,10 +16,17 @@ use super::{
 };
 use crate::sessions::{Lookup, SessionRecord};
 
-#[derive(Serialize)]
-struct Me {
+/// Who a token belongs to. A business service calls this to verify a token.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "appid": "wx0123456789abcdef",
+    "openid": "oqG58CP7drmkLsxClOG-5YTrM6HI",
+    "unionid": "ovtgHxG6MOLUKFLoRPTHijn1IBGn"
+}))]
+pub(crate) struct Me {
     appid: String,
     openid: String,
+    /// Null unless the mini program is bound to an Open Platform account.
     unionid: Option<String>,
 }
 
@@ -29,7 +36,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-async fn session(
+pub(super) async fn session(
     ingress: &Ingress,
     headers: &HeaderMap,
 ) -> Result<(String, SessionRecord), ApiError> {
@@ -44,6 +51,18 @@ async fn session(
     }
 }
 
+/// What a token stands for.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "session",
+    operation_id = "me",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token is live.", body = Me),
+        super::openapi::SessionErrors,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn me(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Response {
     match session(&ingress, &headers).await {
@@ -57,6 +76,18 @@ pub async fn me(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Resp
     }
 }
 
+/// Ends the session: the token is dead in every ingress at once.
+#[utoipa::path(
+    post,
+    path = "/v1/logout",
+    tag = "session",
+    operation_id = "logout",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out."),
+        super::openapi::SessionErrors,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn logout(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Response {
     let token = match session(&ingress, &headers).await {

@@ -15,22 +15,29 @@ pub struct ApiError {
     pub errmsg: &'static str,
 }
 
-#[derive(Serialize)]
-struct Body {
+/// Every error answer of the HTTP API.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error, example = json!({"errcode": 40163, "errmsg": "code been used"}))]
+pub struct Body {
+    /// WeChat's errcode where one fits, else ours (`-1`: try again later).
     errcode: i64,
+    /// Human-readable; do not parse it, branch on `errcode` and the HTTP status.
     errmsg: &'static str,
+}
+
+impl ApiError {
+    /// The JSON body this error is answered with.
+    pub fn body(&self) -> Body {
+        Body {
+            errcode: self.errcode,
+            errmsg: self.errmsg,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(Body {
-                errcode: self.errcode,
-                errmsg: self.errmsg,
-            }),
-        )
-            .into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 
@@ -94,3 +101,31 @@ pub const UNKNOWN_TICKET: ApiError = e(
     40029,
     "unknown or expired ticket; call wx.login again",
 );
+pub const JSON_ONLY: ApiError = e(
+    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    47001,
+    "send application/json",
+);
+pub const BODY_TIMEOUT: ApiError = e(
+    StatusCode::REQUEST_TIMEOUT,
+    47001,
+    "the body did not arrive in time",
+);
+pub const TOO_MANY_ATTEMPTS: ApiError = e(
+    StatusCode::TOO_MANY_REQUESTS,
+    45011,
+    "too many login attempts from this address; retry after the Retry-After seconds",
+);
+pub const OVERLOADED: ApiError = e(
+    StatusCode::SERVICE_UNAVAILABLE,
+    -1,
+    "too many logins in flight on this server; retry shortly",
+);
+pub const REQUEST_TIMEOUT: ApiError = e(
+    StatusCode::SERVICE_UNAVAILABLE,
+    -1,
+    "the request took too long; try again",
+);
+pub const NOT_FOUND: ApiError = e(StatusCode::NOT_FOUND, 40066, "no such endpoint");
+pub const REQUIRES_GET: ApiError = e(StatusCode::METHOD_NOT_ALLOWED, 43001, "use GET here");
+pub const REQUIRES_POST: ApiError = e(StatusCode::METHOD_NOT_ALLOWED, 43002, "use POST here");

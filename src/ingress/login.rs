@@ -17,7 +17,8 @@ use axum::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Ingress, body,
+    Ingress,
+    body::{self, LoginBody},
     error::{self, ApiError},
     validate,
 };
@@ -28,7 +29,6 @@ use crate::{
     },
     ledger::{self, LedgerEntry},
     sessions::{self, Lookup, SessionRecord},
-    topology::EXCHANGE_ACK_WAIT,
 };
 
 const TICKET_AAD: &[u8] = b"wxlogin-ticket-v1";
@@ -45,27 +45,65 @@ struct Ticket {
     received_at_ms: i64,
 }
 
-#[derive(Serialize)]
-struct TokenAnswer {
+/// Logged in: our session token (never an openid, never the session_key).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"token": "wxl_T8n4dWyI29uldbO2e-4EEnJbYeGkfjlvxhI1L9udKlg", "expires_in": 604800}))]
+pub(crate) struct TokenAnswer {
+    /// Send it as `Authorization: Bearer <token>`.
     token: String,
+    /// Seconds until the token expires.
     expires_in: i64,
 }
 
-#[derive(Serialize)]
-struct Accepted {
+/// Not ready yet: poll `GET /v1/login/{ticket}` after `retry_after_ms`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"ticket": super::openapi::EXAMPLE_TICKET, "retry_after_ms": 500}))]
+pub(crate) struct Accepted {
+    /// Sealed and opaque; it reveals nothing and only this deployment can read it.
     ticket: String,
+    /// Wait this long before polling.
     retry_after_ms: u64,
 }
 
+/// Exchanges a `wx.login()` code for a session token.
+///
+/// The code is exchanged with WeChat at most once. When that takes longer than
+/// `WXLOGIN_LOGIN_WAIT_MS`, the answer is `202` with a ticket to poll. On `40029` or `40163`
+/// call `wx.login()` again for a fresh code; never resend the same code.
+#[utoipa::path(
+    post,
+    path = "/v1/login",
+    tag = "login",
+    operation_id = "login",
+    request_body(
+        description = "The code from `wx.login()`, as JSON or as a form.",
+        content(
+            (LoginBody = "application/json"),
+            (LoginBody = "application/x-www-form-urlencoded"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Logged in.", body = TokenAnswer),
+        (status = 202, description = "Not ready within `WXLOGIN_LOGIN_WAIT_MS`: poll `GET /v1/login/{ticket}` after `retry_after_ms`.", body = Accepted),
+        super::openapi::LoginErrors,
+    ),
+)]
 #[tracing::instrument(skip_all, fields(login_id))]
 pub async fn post_login(
     State(ingress): State<Arc<Ingress>>,
     headers: HttpHeaders,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
     match login(&ingress, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+        Ok(r) => {
+            crate::meter::login_answered(r.status().as_u16(), 0, started);
+            r
+        }
+        Err(e) => {
+            crate::meter::login_answered(e.status.as_u16(), e.errcode, started);
+            e.into_response()
+        }
     }
 }
 
@@ -106,6 +144,7 @@ async fn login(ingress: &Ingress, headers: &HttpHeaders, body: Body) -> Result<R
         Ok(duplicate) => duplicate,
         Err(e) => {
             ingress.waiters.remove(&ticket.login_id);
+            crate::meter::nats_error("publish_code");
             tracing::warn!(error = %e, "cannot publish the login code");
             return Err(error::UNAVAILABLE);
         }
@@ -190,6 +229,20 @@ fn accepted(ingress: &Ingress, ticket: &Ticket) -> Result<Response, ApiError> {
         .into_response())
 }
 
+/// Follows a `202` ticket: answers like `POST /v1/login` (200, 202 again, or the login's
+/// error) for as long as the code could still be exchanged; then `404 40029`.
+#[utoipa::path(
+    get,
+    path = "/v1/login/{ticket}",
+    tag = "login",
+    operation_id = "login_ticket",
+    params(("ticket" = String, Path, description = "The `ticket` of a `202` answer.")),
+    responses(
+        (status = 200, description = "Logged in.", body = TokenAnswer),
+        (status = 202, description = "Still not ready: poll again after `retry_after_ms`.", body = Accepted),
+        super::openapi::TicketErrors,
+    ),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn get_ticket(
     State(ingress): State<Arc<Ingress>>,
@@ -214,7 +267,9 @@ pub async fn get_ticket(
     }
     let result = match ledger_get(&ingress, &ticket.code_key).await {
         Ok(Some(LedgerEntry::Done { result })) => answer(&ingress, &ticket, &result).await,
-        Ok(_) if age > ingress.topology.code_ttl + 2 * EXCHANGE_ACK_WAIT => Err(error::EXPIRED),
+        Ok(_) if age > ingress.topology.code_ttl + 2 * ingress.topology.exchange_ack_wait => {
+            Err(error::EXPIRED)
+        }
         Ok(_) => accepted(&ingress, &ticket),
         Err(e) => Err(e),
     };

@@ -4,8 +4,12 @@
 
 mod account;
 mod body;
+pub mod client_ip;
+mod decrypt;
 pub mod error;
+pub mod guard;
 mod login;
+pub mod openapi;
 pub mod validate;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -32,6 +36,22 @@ use crate::{
     topology::Topology,
 };
 
+/// What [`crate::fuzzing`] reaches of this module's private parsers.
+pub(crate) mod fuzz {
+    pub use super::body::{Media, parse_login};
+    pub use super::decrypt::{
+        DecryptRequest, open as open_decrypt, parse_request as parse_decrypt,
+    };
+
+    pub fn decrypt_request(encrypted_data: String, iv: String) -> DecryptRequest {
+        DecryptRequest {
+            encrypted_data,
+            iv,
+            signed: None,
+        }
+    }
+}
+
 /// What every handler shares.
 pub struct Ingress {
     pub nats: async_nats::Client,
@@ -44,6 +64,8 @@ pub struct Ingress {
     pub db: DatabaseConnection,
     pub login_wait: Duration,
     pub max_body_bytes: usize,
+    /// Limits on what clients send: per-client quota, in-flight bound, timeouts.
+    pub guard: guard::Guard,
     /// Logins waiting for their worker's reply, by login id.
     waiters: DashMap<String, oneshot::Sender<LoginResult>>,
     reply_subject: String,
@@ -61,7 +83,7 @@ impl Ingress {
         ledger: Ledger,
         db: DatabaseConnection,
         login_wait: Duration,
-        max_body_bytes: usize,
+        limits: guard::Limits,
     ) -> Arc<Self> {
         let ingress_id = uuid::Uuid::new_v4().simple().to_string();
         let reply_subject = topology.reply_subject(&ingress_id);
@@ -75,7 +97,8 @@ impl Ingress {
             ledger,
             db,
             login_wait,
-            max_body_bytes,
+            max_body_bytes: limits.max_body_bytes,
+            guard: guard::Guard::new(limits),
             waiters: DashMap::new(),
             reply_subject,
         })
@@ -105,6 +128,7 @@ impl Ingress {
                     }
                     // The request was already answered 202; its ticket reads the ledger.
                     None => {
+                        crate::meter::late_reply();
                         tracing::debug!(%login_id, "reply arrived after its request was answered")
                     }
                 },
@@ -116,16 +140,67 @@ impl Ingress {
 
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/v1/login", post(login::post_login))
+            .route(
+                "/v1/login",
+                post(login::post_login).route_layer(axum::middleware::from_fn_with_state(
+                    self.clone(),
+                    guard::login_guard,
+                )),
+            )
             .route("/v1/login/{ticket}", get(login::get_ticket))
             .route("/v1/me", get(account::me))
             .route("/v1/logout", post(account::logout))
-            .route("/healthz", get(|| async { "ok" }))
+            .route("/v1/decrypt", post(decrypt::post_decrypt))
+            .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .route("/openapi.json", get(openapi::openapi_json))
+            .route("/metrics", get(crate::meter::metrics_handler))
+            // After every route: it applies to the routes added so far.
+            .method_not_allowed_fallback(guard::method_not_allowed)
+            .fallback(guard::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                guard::request_deadline,
+            ))
+            .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(
+                self.guard.limits.body_timeout,
+            ))
             .with_state(self.clone())
     }
 }
 
+/// Liveness: 200 while the process lives.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses((status = 200, description = "The process lives.", body = String, content_type = "text/plain", example = "ok")),
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: whether NATS and the database answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Readiness {
+    /// `ok` or `unavailable`.
+    nats: &'static str,
+    /// `ok` or `unavailable`.
+    database: &'static str,
+}
+
+/// Readiness: 200 when NATS and the database answer, else 503.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness, example = json!({"nats": "ok", "database": "ok"})),
+        (status = 503, description = "NATS or the database does not answer.", body = Readiness, example = json!({"nats": "ok", "database": "unavailable"})),
+    ),
+)]
 async fn readyz(State(ingress): State<Arc<Ingress>>) -> impl IntoResponse {
     let nats_ok = matches!(
         ingress.nats.connection_state(),
@@ -145,6 +220,9 @@ async fn readyz(State(ingress): State<Arc<Ingress>>) -> impl IntoResponse {
     let word = |ok| if ok { "ok" } else { "unavailable" };
     (
         status,
-        Json(serde_json::json!({ "nats": word(nats_ok), "database": word(db_ok) })),
+        Json(Readiness {
+            nats: word(nats_ok),
+            database: word(db_ok),
+        }),
     )
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
-use super::{Faults, ScriptedAnswer, SimStats, UserInfo};
+use super::{Faults, ScriptedAnswer, SimSession, SimStats, UserInfo};
 use crate::quota::Quota;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,11 @@ pub struct SimControl {
 #[derive(serde::Deserialize)]
 struct Minted {
     code: String,
+}
+
+#[derive(serde::Deserialize)]
+struct MintedBatch {
+    codes: Vec<String>,
 }
 
 impl SimControl {
@@ -100,6 +105,21 @@ impl SimControl {
         Ok(m.code)
     }
 
+    /// Many `wx.login()`s at once: one code per entry of `users`, in order (at most 10,000).
+    pub async fn mint_codes(
+        &self,
+        appid: &str,
+        users: &[&str],
+    ) -> Result<Vec<String>, SimControlError> {
+        let m: MintedBatch = self
+            .post(
+                "/sim/login/batch",
+                &json!({ "appid": appid, "users": users }),
+            )
+            .await?;
+        Ok(m.codes)
+    }
+
     pub async fn faults(&self) -> Result<Faults, SimControlError> {
         self.get("/sim/faults").await
     }
@@ -135,6 +155,12 @@ impl SimControl {
     /// The simulated `wx.getUserInfo()`, encrypted under the user's current session_key.
     pub async fn user_info(&self, appid: &str, user: &str) -> Result<UserInfo, SimControlError> {
         self.post("/sim/userinfo", &json!({ "appid": appid, "user": user }))
+            .await
+    }
+
+    /// The user's current session with the app, session_key included (what WeChat holds).
+    pub async fn session(&self, appid: &str, user: &str) -> Result<SimSession, SimControlError> {
+        self.post("/sim/session", &json!({ "appid": appid, "user": user }))
             .await
     }
 

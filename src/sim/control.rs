@@ -94,6 +94,15 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
+/// Whole seconds as an integer (`300`, what clients expect), fractions only when there are some.
+fn seconds(d: std::time::Duration) -> serde_json::Value {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().into()
+    } else {
+        d.as_secs_f64().into()
+    }
+}
+
 fn check_user(user: &str) -> Result<(), ApiError> {
     if user.is_empty() || user.len() > 128 || user.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(
@@ -106,10 +115,12 @@ fn check_user(user: &str) -> Result<(), ApiError> {
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/sim/login", post(login))
+        .route("/sim/login/batch", post(login_batch))
         .route("/sim/faults", get(get_faults).post(set_faults))
         .route("/sim/quotas", get(get_quotas).post(set_quotas))
         .route("/sim/risk", post(set_risk))
         .route("/sim/userinfo", post(userinfo))
+        .route("/sim/session", post(session))
         .route("/sim/script", post(script))
         .route("/sim/stats", get(stats))
         .route("/sim/reset", post(reset))
@@ -129,7 +140,42 @@ async fn login(
     let req: UserRef = parse(body)?;
     check_user(&req.user)?;
     let (code, ttl) = s.lock().mint(&req.appid, &req.user, Instant::now())?;
-    Ok(Json(json!({ "code": code, "expires_in": ttl.as_secs_f64() })).into_response())
+    Ok(Json(json!({ "code": code, "expires_in": seconds(ttl) })).into_response())
+}
+
+/// At most this many codes per batch (the body limit allows a few thousand user names anyway).
+const MAX_BATCH: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRef {
+    appid: String,
+    users: Vec<String>,
+}
+
+/// Many `wx.login()`s in one call, one code per entry of `users` (names may repeat), so that
+/// benchmarks can mint large code pools quickly.
+async fn login_batch(
+    State(s): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: BatchRef = parse(body)?;
+    if req.users.len() > MAX_BATCH {
+        return Err(ApiError::BadRequest(format!(
+            "at most {MAX_BATCH} users per batch"
+        )));
+    }
+    req.users.iter().try_for_each(|u| check_user(u))?;
+    let mut codes = Vec::with_capacity(req.users.len());
+    let mut ttl = None;
+    for user in &req.users {
+        // One short lock per code, so a big batch never stalls the exchange path.
+        let (code, t) = s.lock().mint(&req.appid, user, Instant::now())?;
+        codes.push(code);
+        ttl = Some(t);
+    }
+    let expires_in = ttl.map(seconds);
+    Ok(Json(json!({ "codes": codes, "expires_in": expires_in })).into_response())
 }
 
 async fn get_faults(State(s): State<Arc<Shared>>) -> Json<Faults> {
@@ -219,6 +265,29 @@ async fn userinfo(
         iv: STANDARD.encode(iv),
         signature: wxbiz::sign_raw_data(&raw_data, &session_key),
         raw_data,
+    }))
+}
+
+/// What WeChat knows of a user's session with an app, session_key included: tests need it to
+/// hand-make encrypted payloads and to search for the key where it must never appear.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimSession {
+    pub session_key: String,
+    pub openid: String,
+    pub unionid: Option<String>,
+}
+
+async fn session(
+    State(s): State<Arc<Shared>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<SimSession>, ApiError> {
+    let req: UserRef = parse(body)?;
+    check_user(&req.user)?;
+    let (session_key, openid, unionid) = s.lock().session_of(&req.appid, &req.user)?;
+    Ok(Json(SimSession {
+        session_key,
+        openid,
+        unionid,
     }))
 }
 

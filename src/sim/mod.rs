@@ -41,7 +41,7 @@ use tokio::{
 pub use args::{SimArgs, SimError, run};
 pub use client::{SimControl, SimControlError};
 pub use config::{DEMO_APPID, DEMO_SECRET, Faults, SimApp, SimAppParseError, SimConfig};
-pub use control::{ScriptedAnswer, UserInfo};
+pub use control::{ScriptedAnswer, SimSession, UserInfo};
 pub use stats::{EntityStats, SimStats};
 
 /// Control bodies are tiny; anything bigger is a mistake (413).

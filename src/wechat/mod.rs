@@ -20,6 +20,8 @@ pub use client::{ClientOptions, DEFAULT_BASE_URL, MAX_BODY_BYTES, WechatClient};
 pub use error::{
     ClientBuildError, ERRCODE_BUSY, ERRCODE_RATE_LIMITED, ErrorClass, ExchangeError, RetryReason,
 };
+/// For the fuzz entry points in [`crate::fuzzing`].
+pub(crate) use parse::parse_answer;
 
 /// A user's WeChat `session_key` (base64 of 16 bytes, as WeChat sends it). Redacted in
 /// `Debug`; no `Display`, no `Serialize`: reading it takes an explicit [`SessionKey::expose`].

@@ -20,6 +20,9 @@ use wxlogin::{
     sim::{self, SimApp, SimConfig, SimControl, SimServer},
 };
 
+pub mod fleet;
+pub mod tls;
+
 pub const APPID: &str = "wx00000000000000a1";
 pub const SECRET: &str = "test-secret-0123456789abcdef0000";
 
@@ -39,6 +42,30 @@ pub struct Options {
     pub sim: SimConfig,
     /// The secret the workers use (differs from the simulator's to test misconfiguration).
     pub worker_secret: String,
+    /// Applied to the roles' settings last (limits, a TLS front for WeChat, …).
+    pub tweak: SettingsTweak,
+}
+
+/// A change to the settings the roles get; `SettingsTweak::new(|s| s.client_quota = …)`.
+#[derive(Clone, Default)]
+pub struct SettingsTweak(Option<Arc<TweakFn>>);
+
+type TweakFn = dyn Fn(&mut Settings) + Send + Sync;
+
+impl SettingsTweak {
+    pub fn new(f: impl Fn(&mut Settings) + Send + Sync + 'static) -> Self {
+        SettingsTweak(Some(Arc::new(f)))
+    }
+}
+
+impl std::fmt::Debug for SettingsTweak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "SettingsTweak(..)"
+        } else {
+            "SettingsTweak(none)"
+        })
+    }
 }
 
 impl Options {
@@ -58,6 +85,7 @@ impl Options {
                 ..SimConfig::default()
             },
             worker_secret: SECRET.into(),
+            tweak: SettingsTweak::default(),
         }
     }
 }
@@ -126,7 +154,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
             (url, Some((admin, name)))
         }
     };
-    let settings = Settings {
+    let mut settings = Settings {
         nats_url: nats.url().to_string(),
         nats_prefix: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         database_url: db_url.clone(),
@@ -137,6 +165,9 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         login_wait_ms: opts.login_wait.as_millis() as u64,
         ..Settings::default()
     };
+    if let Some(tweak) = &opts.tweak.0 {
+        tweak(&mut settings);
+    }
     let keyring = test_keyring();
     let apps = vec![App {
         appid: APPID.into(),

@@ -1,0 +1,121 @@
+//! Replay throughput: fills a results stream with N synthetic login results (a real
+//! nats-server of its own), then times `upserter::replay` into an empty SQLite file and an empty
+//! PostgreSQL database. Run: `cargo bench --bench replay [-- N]` (default 50,000 events).
+//! PostgreSQL is used at WXLOGIN_TEST_POSTGRES_URL (admin URL) or postgres@127.0.0.1:5432.
+
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, Database};
+use wxlogin::{
+    events::{self, LOGIN_RESULT_V1, LoginOutcome, LoginResult},
+    natsd::NatsServer,
+    persistence,
+    topology::Topology,
+    upserter::{self, ReplayFrom},
+};
+
+#[tokio::main]
+async fn main() {
+    let n: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(50_000);
+    let nats = NatsServer::start_temporary().await.expect("nats-server");
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let topology = Topology {
+        prefix: "bench".into(),
+        replicas: 1,
+        code_ttl: Duration::from_secs(300),
+        session_ttl: Duration::from_secs(3600),
+        exchange_ack_wait: Duration::from_secs(30),
+    };
+    topology.ensure(&js).await.unwrap();
+    let appid = "wx00000000000000a1";
+    let started = Instant::now();
+    let mut acks = Vec::new();
+    for i in 0..n {
+        // One user in five logs in again, as real traffic does.
+        let user = if i % 5 == 0 { i / 5 } else { i };
+        let result = LoginResult {
+            v: LOGIN_RESULT_V1,
+            login_id: format!("l{i}"),
+            appid: appid.into(),
+            code_key: format!("k{i}"),
+            received_at_ms: events::now_ms(),
+            finished_at_ms: events::now_ms(),
+            upstream_calls: 1,
+            outcome: LoginOutcome::Success {
+                openid: format!("o{user:027}"),
+                unionid: Some(format!("u{user:027}")),
+                session_key_sealed: format!("v1.bench0000.{}", "A".repeat(60)),
+            },
+        };
+        acks.push(
+            js.publish(topology.result_subject(appid), events::encode(&result))
+                .await
+                .unwrap(),
+        );
+        if acks.len() >= 2000 {
+            for a in acks.drain(..) {
+                a.await.unwrap();
+            }
+        }
+    }
+    for a in acks.drain(..) {
+        a.await.unwrap();
+    }
+    println!(
+        "published {n} result events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("replay.db").display()
+    );
+    run("SQLite", &js, &topology, &sqlite, n).await;
+
+    let admin = std::env::var("WXLOGIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    match Database::connect(admin.as_str()).await {
+        Ok(conn) => {
+            let name = format!("wxlogin_bench_{}", uuid::Uuid::new_v4().simple());
+            conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            let mut url = url::Url::parse(&admin).unwrap();
+            url.set_path(&name);
+            run("PostgreSQL", &js, &topology, url.as_str(), n).await;
+            let _ = conn
+                .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+                .await;
+        }
+        Err(e) => println!("PostgreSQL skipped: {e}"),
+    }
+}
+
+async fn run(
+    name: &str,
+    js: &async_nats::jetstream::Context,
+    topology: &Topology,
+    url: &str,
+    n: u64,
+) {
+    let db = persistence::connect(url).await.unwrap();
+    for batch in [500usize, 2000] {
+        // Fresh table each round: replay into an empty database.
+        db.execute_unprepared("DELETE FROM wx_users").await.unwrap();
+        let started = Instant::now();
+        let stats = upserter::replay(js, topology, &db, ReplayFrom::Start, batch, |_, _| {})
+            .await
+            .unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        assert_eq!(stats.events, n);
+        println!(
+            "{name}: replayed {} events (batch {batch}) in {secs:.2} s = {:.0} events/s",
+            stats.events,
+            stats.events as f64 / secs
+        );
+    }
+}

@@ -1,0 +1,427 @@
+//! The load itself: codes minted ahead from the simulator, logins driven open- or closed-loop,
+//! every answer recorded into one collector, and the memory of the watched processes sampled.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use tokio::{
+    sync::{Semaphore, mpsc},
+    time::Instant,
+};
+
+use super::{Mode, Until};
+use crate::sim::SimControl;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub api: String,
+    pub appid: String,
+    pub users: usize,
+    pub mode: Mode,
+    pub until: Until,
+}
+
+/// Codes per `/sim/login/batch` call: stays inside its 64 KiB body limit with our user names.
+const MINT_BATCH: usize = 3_000;
+/// Open loop: logins in flight beyond this are not sent (and counted), so a dead server
+/// cannot make the generator eat the machine.
+const MAX_IN_FLIGHT: usize = 100_000;
+/// Latencies are recorded in microseconds, up to this.
+const MAX_LATENCY_US: u64 = 120_000_000;
+
+/// Everything measured during the run.
+pub struct Measured {
+    pub elapsed: Duration,
+    pub sent: u64,
+    pub not_sent: u64,
+    pub succeeded: u64,
+    pub via_ticket: u64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub latency: Histogram<u64>,
+    /// One histogram per second of the run, by completion time.
+    pub per_second: Vec<Histogram<u64>>,
+    /// pid → (first, last, largest sampled VmRSS, VmHWM), KiB.
+    pub memory: BTreeMap<u32, [u64; 4]>,
+}
+
+struct Collector {
+    start: Instant,
+    m: Measured,
+    bar: ProgressBar,
+}
+
+type Shared = Arc<Mutex<Collector>>;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+impl Measured {
+    fn empty() -> Self {
+        Measured {
+            elapsed: Duration::ZERO,
+            sent: 0,
+            not_sent: 0,
+            succeeded: 0,
+            via_ticket: 0,
+            outcomes: BTreeMap::new(),
+            latency: histogram(),
+            per_second: Vec::new(),
+            memory: BTreeMap::new(),
+        }
+    }
+}
+
+impl Collector {
+    fn record(&mut self, scheduled: Instant, outcome: Result<bool, String>) {
+        let now = Instant::now();
+        let us = now.duration_since(scheduled).as_micros() as u64;
+        let us = us.clamp(1, MAX_LATENCY_US);
+        match outcome {
+            Ok(via_ticket) => {
+                self.m.succeeded += 1;
+                self.m.via_ticket += u64::from(via_ticket);
+                *self.m.outcomes.entry("ok".into()).or_default() += 1;
+            }
+            Err(label) => *self.m.outcomes.entry(label).or_default() += 1,
+        }
+        let _ = self.m.latency.record(us);
+        let second = now.duration_since(self.start).as_secs() as usize;
+        while self.m.per_second.len() <= second {
+            self.m.per_second.push(histogram());
+        }
+        let _ = self.m.per_second[second].record(us);
+        self.bar.inc(1);
+    }
+}
+
+fn lock(c: &Shared) -> std::sync::MutexGuard<'_, Collector> {
+    c.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Mints codes ahead of the load, in batches, into a channel. With a known number of logins
+/// it mints them all before the load starts (minting then costs the simulator nothing during
+/// the measurement); otherwise it keeps a buffer ahead.
+async fn mint(
+    control: SimControl,
+    appid: String,
+    users: usize,
+    total: Option<u64>,
+    tx: mpsc::Sender<String>,
+) -> anyhow::Result<()> {
+    let names: Vec<String> = (0..users).map(|i| format!("bench-u{i}")).collect();
+    let mut next_user = 0usize;
+    let mut minted = 0u64;
+    while total.is_none_or(|t| minted < t) {
+        let n = total.map_or(MINT_BATCH, |t| MINT_BATCH.min((t - minted) as usize));
+        let batch: Vec<&str> = (0..n)
+            .map(|i| names[(next_user + i) % users].as_str())
+            .collect();
+        next_user = (next_user + n) % users;
+        let codes = control
+            .mint_codes(&appid, &batch)
+            .await
+            .context("cannot mint codes from the simulator")?;
+        minted += codes.len() as u64;
+        for code in codes {
+            if tx.send(code).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the plan and returns what it measured.
+pub async fn drive(plan: &Plan, control: &SimControl, pids: &[u32]) -> anyhow::Result<Measured> {
+    let total = match (plan.until, plan.mode) {
+        (Until::Count(n), _) => Some(n),
+        (Until::Elapsed(d), Mode::OpenLoop { rate }) => {
+            Some((rate * d.as_secs_f64()).ceil() as u64)
+        }
+        (Until::Elapsed(_), Mode::ClosedLoop { .. }) => None,
+    };
+    let capacity = total.map_or(4 * MINT_BATCH, |t| t.max(1) as usize);
+    let (tx, mut codes) = mpsc::channel(capacity);
+    let minter = tokio::spawn(mint(
+        control.clone(),
+        plan.appid.clone(),
+        plan.users,
+        total,
+        tx,
+    ));
+    let minter = if total.is_some() {
+        eprintln!("minting {} codes…", total.unwrap_or(0));
+        minter.await??;
+        None
+    } else {
+        Some(minter)
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(usize::MAX)
+        .build()
+        .context("cannot build the HTTP client")?;
+    let bar = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} logins  {per_sec}  {elapsed}  {msg}")
+            .expect("valid template"),
+    );
+    let start = Instant::now();
+    let collector: Shared = Arc::new(Mutex::new(Collector {
+        start,
+        bar: bar.clone(),
+        m: Measured::empty(),
+    }));
+    let sampler = tokio::spawn(sample_memory(pids.to_vec(), collector.clone()));
+    let deadline = match plan.until {
+        Until::Elapsed(d) => Some(start + d),
+        Until::Count(_) => None,
+    };
+    let client = Client {
+        http,
+        api: plan.api.clone(),
+        appid: plan.appid.clone(),
+    };
+    let (sent, not_sent) = match plan.mode {
+        Mode::OpenLoop { rate } => {
+            open_loop(&client, &collector, &mut codes, rate, start, total).await
+        }
+        Mode::ClosedLoop { concurrency } => {
+            closed_loop(&client, &collector, codes, concurrency, deadline).await
+        }
+    };
+    let elapsed = start.elapsed();
+    if let Some(m) = minter {
+        m.abort();
+    }
+    sample_once(pids, &collector);
+    sampler.abort();
+    bar.finish();
+    let mut c = lock(&collector);
+    c.m.elapsed = elapsed;
+    c.m.sent = sent;
+    c.m.not_sent = not_sent;
+    Ok(std::mem::replace(&mut c.m, Measured::empty()))
+}
+
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    api: String,
+    appid: String,
+}
+
+/// Sends login i at `start + i / rate`, whatever happened to the earlier ones.
+async fn open_loop(
+    client: &Client,
+    collector: &Shared,
+    codes: &mut mpsc::Receiver<String>,
+    rate: f64,
+    start: Instant,
+    total: Option<u64>,
+) -> (u64, u64) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    let (mut sent, mut not_sent) = (0u64, 0u64);
+    let mut i = 0u64;
+    while total.is_none_or(|t| i < t) {
+        let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
+        i += 1;
+        tokio::time::sleep_until(scheduled).await;
+        let Some(code) = codes.recv().await else {
+            break;
+        };
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            not_sent += 1;
+            continue;
+        };
+        sent += 1;
+        let (client, collector) = (client.clone(), collector.clone());
+        tasks.spawn(async move {
+            let outcome = client.login(&code).await;
+            lock(&collector).record(scheduled, outcome);
+            drop(permit);
+        });
+        // Finished tasks are reaped as we go so the set stays the size of what is in flight.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    (sent, not_sent)
+}
+
+/// `concurrency` clients, each sending its next login when its last one ended.
+async fn closed_loop(
+    client: &Client,
+    collector: &Shared,
+    codes: mpsc::Receiver<String>,
+    concurrency: usize,
+    deadline: Option<Instant>,
+) -> (u64, u64) {
+    let codes = Arc::new(tokio::sync::Mutex::new(codes));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (client, collector, codes) = (client.clone(), collector.clone(), codes.clone());
+        tasks.spawn(async move {
+            let mut sent = 0u64;
+            loop {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let Some(code) = codes.lock().await.recv().await else {
+                    break;
+                };
+                sent += 1;
+                let scheduled = Instant::now();
+                let outcome = client.login(&code).await;
+                lock(&collector).record(scheduled, outcome);
+            }
+            sent
+        });
+    }
+    let mut sent = 0;
+    while let Some(r) = tasks.join_next().await {
+        sent += r.unwrap_or(0);
+    }
+    (sent, 0)
+}
+
+impl Client {
+    /// One mini program's login: post the code, follow a 202 ticket, check the token with
+    /// `/v1/me`. `Ok(via_ticket)`, or a label of what went wrong (status and errcode: never
+    /// the code or the token).
+    async fn login(&self, code: &str) -> Result<bool, String> {
+        let body = json!({ "appid": self.appid, "code": code });
+        let resp = self
+            .http
+            .post(format!("{}/v1/login", self.api))
+            .json(&body)
+            .send()
+            .await;
+        let (status, answer) = read(resp, "login").await?;
+        let (token, via_ticket) = match status {
+            200 => (text(&answer, "token")?, false),
+            202 => (self.follow(&answer).await?, true),
+            _ => return Err(label("login", status, &answer)),
+        };
+        let resp = self
+            .http
+            .get(format!("{}/v1/me", self.api))
+            .bearer_auth(&token)
+            .send()
+            .await;
+        match read(resp, "me").await? {
+            (200, _) => Ok(via_ticket),
+            (status, answer) => Err(label("me", status, &answer)),
+        }
+    }
+
+    /// Polls a 202's ticket until it answers with a token or an error.
+    async fn follow(&self, accepted: &Value) -> Result<String, String> {
+        let mut answer = accepted.clone();
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < give_up {
+            let wait = answer["retry_after_ms"].as_u64().unwrap_or(500).min(5_000);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let ticket = text(&answer, "ticket")?;
+            let resp = self
+                .http
+                .get(format!("{}/v1/login/{ticket}", self.api))
+                .send()
+                .await;
+            let (status, next) = read(resp, "ticket").await?;
+            match status {
+                200 => return text(&next, "token"),
+                202 => {
+                    if next.get("ticket").is_some() {
+                        answer = next;
+                    }
+                }
+                _ => return Err(label("ticket", status, &next)),
+            }
+        }
+        Err("ticket: still pending after 60 s".into())
+    }
+}
+
+async fn read(
+    resp: Result<reqwest::Response, reqwest::Error>,
+    step: &str,
+) -> Result<(u16, Value), String> {
+    let resp = resp.map_err(|e| transport(step, &e))?;
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.map_err(|e| transport(step, &e))?;
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+fn transport(step: &str, e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect error"
+    } else {
+        "transport error"
+    };
+    format!("{step}: {kind}")
+}
+
+fn text(answer: &Value, field: &str) -> Result<String, String> {
+    answer[field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("answer without {field}"))
+}
+
+fn label(step: &str, status: u16, answer: &Value) -> String {
+    match answer["errcode"].as_i64() {
+        Some(errcode) => format!("{step}: {status} errcode {errcode}"),
+        None => format!("{step}: {status}"),
+    }
+}
+
+/// Samples VmRSS of every watched process four times a second.
+async fn sample_memory(pids: Vec<u32>, collector: Shared) {
+    loop {
+        sample_once(&pids, &collector);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn sample_once(pids: &[u32], collector: &Shared) {
+    for &pid in pids {
+        let Some((rss, hwm)) = read_memory(pid) else {
+            continue;
+        };
+        let mut c = lock(collector);
+        let e = c.m.memory.entry(pid).or_insert([rss, rss, rss, hwm]);
+        e[1] = rss;
+        e[2] = e[2].max(rss);
+        e[3] = e[3].max(hwm);
+    }
+}
+
+/// (VmRSS, VmHWM) in KiB from `/proc/PID/status`.
+pub fn read_memory(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:").unwrap_or(0)))
+}

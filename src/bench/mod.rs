@@ -1,0 +1,174 @@
+//! `wxlogin bench`: a load generator that plays the mini programs against a running ingress.
+//! It mints codes from a simulator (the simulated `wx.login()`), posts them to `/v1/login`,
+//! follows 202 tickets, checks each token with `/v1/me`, and reports throughput, latency,
+//! outcomes, upstream calls (from the simulator's exact stats) and the memory of the processes
+//! it is pointed at. `--spawn` starts nats-server, the simulator and `wxlogin up` itself.
+//!
+//! Open loop (`--rate`) sends on schedule whatever the answers, and measures latency from the
+//! scheduled send time, so a stalled server shows as latency instead of as fewer requests
+//! (no coordinated omission). Closed loop (`--concurrency`) measures what N busy clients see.
+
+mod load;
+mod report;
+mod spawn;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, bail};
+
+use crate::sim::{self, SimControl};
+pub use report::Report;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The ingress to drive (ignored with --spawn).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// The simulator that mints the codes and counts the upstream calls (ignored with --spawn).
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    pub sim: String,
+    /// The mini program's appid (the simulator must know it, the ingress must serve it).
+    #[arg(long, default_value = sim::DEMO_APPID)]
+    pub appid: String,
+    /// How many distinct simulated users the codes are minted for.
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    /// Open loop: start this many logins per second, on schedule, whatever the answers.
+    #[arg(long, conflicts_with = "concurrency")]
+    pub rate: Option<f64>,
+    /// Closed loop: this many clients, each starting its next login when the last ended.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Run this long (e.g. 60s); with --rate the number of logins is rate × duration.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "count")]
+    pub duration: Option<Duration>,
+    /// Run this many logins.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Report the resident memory (VmRSS) of this process; repeatable.
+    #[arg(long)]
+    pub pid: Vec<u32>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write an SVG chart of latency over time here.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Start a temporary nats-server, a simulator (0 ms latency, no quota) and `wxlogin up`
+    /// (temporary SQLite), and drive those.
+    #[arg(long)]
+    pub spawn: bool,
+}
+
+/// How the load is offered.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    OpenLoop { rate: f64 },
+    ClosedLoop { concurrency: usize },
+}
+
+/// When the run ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    Count(u64),
+    Elapsed(Duration),
+}
+
+impl BenchArgs {
+    fn mode(&self) -> anyhow::Result<Mode> {
+        match (self.rate, self.concurrency) {
+            (Some(rate), _) if !(rate.is_finite() && rate > 0.0) => {
+                bail!("--rate must be a positive number of logins per second")
+            }
+            (Some(rate), _) => Ok(Mode::OpenLoop { rate }),
+            (None, Some(0)) => bail!("--concurrency must be at least 1"),
+            (None, Some(concurrency)) => Ok(Mode::ClosedLoop { concurrency }),
+            (None, None) => Ok(Mode::ClosedLoop { concurrency: 64 }),
+        }
+    }
+
+    fn until(&self) -> anyhow::Result<Until> {
+        match (self.count, self.duration) {
+            (Some(0), _) => bail!("--count must be at least 1"),
+            (Some(n), _) => Ok(Until::Count(n)),
+            (None, Some(d)) if d.is_zero() => bail!("--duration must be positive"),
+            (None, Some(d)) => Ok(Until::Elapsed(d)),
+            (None, None) => Ok(Until::Elapsed(Duration::from_secs(10))),
+        }
+    }
+}
+
+/// Runs the benchmark, prints a summary to stderr, and writes the report files asked for.
+pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
+    let mode = args.mode()?;
+    let until = args.until()?;
+    if args.users == 0 {
+        bail!("--users must be at least 1");
+    }
+    let (api, sim_url, mut pids, spawned) = if args.spawn {
+        let s = spawn::Spawned::start(&args.appid).await?;
+        eprintln!(
+            "spawned: nats-server {}, simulator {}, wxlogin up (pid {}) on {}",
+            s.nats_url(),
+            s.sim_url(),
+            s.pid(),
+            s.api_url()
+        );
+        let pids = vec![s.pid()];
+        (s.api_url(), s.sim_url(), pids, Some(s))
+    } else {
+        (
+            args.api.trim_end_matches('/').to_owned(),
+            args.sim.trim_end_matches('/').to_owned(),
+            Vec::new(),
+            None,
+        )
+    };
+    pids.extend(args.pid.iter().copied());
+    let control = SimControl::new(&sim_url);
+    let before = control
+        .stats()
+        .await
+        .context("cannot read the simulator's stats")?;
+    let plan = load::Plan {
+        api: api.clone(),
+        appid: args.appid.clone(),
+        users: args.users,
+        mode,
+        until,
+    };
+    let result = load::drive(&plan, &control, &pids).await;
+    let after = control.stats().await;
+    let report = match (result, after) {
+        (Ok(outcome), Ok(after)) => Report::new(&plan, outcome, &before, &after),
+        (Err(e), _) => return Err(fail(e, spawned).await),
+        (_, Err(e)) => return Err(fail(e.into(), spawned).await),
+    };
+    if let Some(s) = spawned {
+        s.stop().await;
+    }
+    eprint!("{}", report.summary());
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, report.svg())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(report)
+}
+
+/// Stops what was spawned, keeping its log tail in the error.
+async fn fail(e: anyhow::Error, spawned: Option<spawn::Spawned>) -> anyhow::Error {
+    match spawned {
+        Some(s) => {
+            let tail = s.log_tail();
+            s.stop().await;
+            e.context(format!("wxlogin up's log ends with:\n{tail}"))
+        }
+        None => e,
+    }
+}
