@@ -85,7 +85,8 @@ impl Ledger {
         }
     }
 
-    /// Takes over a stale claim (its worker died): succeeds only if nobody changed it since.
+    /// Claims the code again at `revision`: takes over a stale claim (its worker died), or
+    /// renews our own before a call. Succeeds only if nobody changed the entry since.
     pub async fn take_over(
         &self,
         code_key: &str,

@@ -25,7 +25,8 @@
 //! - [`topology`]: stream, consumer, bucket and subject names under one prefix.
 //! - [`ledger`]: the record of codes in flight and exchanged (at-most-once exchange).
 //! - [`ingress`]: the HTTP API, and its OpenAPI document (`GET /openapi.json`).
-//! - [`exchange`]: the exchange worker (`handle(request) -> Outcome`) and its limiter.
+//! - [`exchange`]: the exchange worker (`handle(request) -> Outcome`), its limiter, and the
+//!   fleet-wide quota budget shared through NATS KV.
 //! - [`persistence`]: database connection, migrations, the `wx_users` upsert.
 //! - [`upserter`]: the user-upsert consumer of result events, and replay.
 //! - [`sessions`]: our own session tokens and their store.

@@ -65,6 +65,20 @@ pub async fn metrics_handler() -> impl IntoResponse {
     )
 }
 
+/// `GET /status`: a live page that reads `/metrics` every second (plain HTML, no build step).
+pub async fn status_handler() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("status.html"),
+    )
+}
+
+/// The app quota the workers hold to, for the status page's quota use.
+pub fn app_quota(quota: crate::quota::Quota) {
+    gauge!("wxlogin_app_quota_calls").set(f64::from(quota.calls));
+    gauge!("wxlogin_app_quota_window_seconds").set(quota.window.as_secs_f64());
+}
+
 /// Serves `/metrics` alone on `listener` until `shutdown` (for a worker or upserter process).
 pub async fn serve(
     listener: tokio::net::TcpListener,

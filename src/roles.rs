@@ -207,6 +207,7 @@ pub async fn worker(
     );
     let exchanger = Arc::new(exchanger);
     crate::meter::install();
+    crate::meter::app_quota(settings.app_quota);
     tokio::spawn(crate::meter::watch_consumer(
         consumer.clone(),
         exchanger.topology.exchange_consumer(),

@@ -14,20 +14,12 @@ use wxlogin::{
     sim::{self, SimApp, SimConfig},
 };
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_node_cluster_loses_no_login_when_one_node_dies() {
     wxlogin::telemetry::init_with_default("error");
     let dir = tempfile::tempdir().unwrap();
-    let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let client_ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let cluster_ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
     let routes = cluster_ports
         .iter()
         .map(|p| format!("nats://127.0.0.1:{p}"))

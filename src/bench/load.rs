@@ -16,7 +16,10 @@ use tokio::{
     time::Instant,
 };
 
-use super::{Mode, Until};
+use super::{
+    Mode, Until,
+    memory::{sample_memory, sample_once},
+};
 use crate::sim::SimControl;
 
 /// What to run.
@@ -31,9 +34,11 @@ pub struct Plan {
 
 /// Codes per `/sim/login/batch` call: stays inside its 64 KiB body limit with our user names.
 const MINT_BATCH: usize = 3_000;
-/// Open loop: logins in flight beyond this are not sent (and counted), so a dead server
-/// cannot make the generator eat the machine.
-const MAX_IN_FLIGHT: usize = 100_000;
+/// Open loop: logins in flight beyond this are not sent (and counted as `not_sent`), so an
+/// overloaded server cannot make the generator eat the machine or run out of file descriptors
+/// (each login in flight holds a socket; a first run with 100,000 hit `ulimit -n` 20,000 and
+/// reported connect errors that were the generator's own).
+const MAX_IN_FLIGHT: usize = 10_000;
 /// Latencies are recorded in microseconds, up to this.
 const MAX_LATENCY_US: u64 = 120_000_000;
 
@@ -52,13 +57,13 @@ pub struct Measured {
     pub memory: BTreeMap<u32, [u64; 4]>,
 }
 
-struct Collector {
+pub(super) struct Collector {
     start: Instant,
-    m: Measured,
+    pub(super) m: Measured,
     bar: ProgressBar,
 }
 
-type Shared = Arc<Mutex<Collector>>;
+pub(super) type Shared = Arc<Mutex<Collector>>;
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
@@ -103,7 +108,7 @@ impl Collector {
     }
 }
 
-fn lock(c: &Shared) -> std::sync::MutexGuard<'_, Collector> {
+pub(super) fn lock(c: &Shared) -> std::sync::MutexGuard<'_, Collector> {
     c.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -391,37 +396,4 @@ fn label(step: &str, status: u16, answer: &Value) -> String {
         Some(errcode) => format!("{step}: {status} errcode {errcode}"),
         None => format!("{step}: {status}"),
     }
-}
-
-/// Samples VmRSS of every watched process four times a second.
-async fn sample_memory(pids: Vec<u32>, collector: Shared) {
-    loop {
-        sample_once(&pids, &collector);
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-fn sample_once(pids: &[u32], collector: &Shared) {
-    for &pid in pids {
-        let Some((rss, hwm)) = read_memory(pid) else {
-            continue;
-        };
-        let mut c = lock(collector);
-        let e = c.m.memory.entry(pid).or_insert([rss, rss, rss, hwm]);
-        e[1] = rss;
-        e[2] = e[2].max(rss);
-        e[3] = e[3].max(hwm);
-    }
-}
-
-/// (VmRSS, VmHWM) in KiB from `/proc/PID/status`.
-pub fn read_memory(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:").unwrap_or(0)))
 }

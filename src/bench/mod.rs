@@ -9,6 +9,7 @@
 //! (no coordinated omission). Closed loop (`--concurrency`) measures what N busy clients see.
 
 mod load;
+mod memory;
 mod report;
 mod spawn;
 

@@ -235,7 +235,7 @@ impl Report {
                 h - pad - bar
             );
         }
-        for (colour, name, f) in [
+        for (legend, (colour, name, f)) in [
             (
                 "#1f77b4",
                 "p50",
@@ -243,11 +243,20 @@ impl Report {
             ),
             ("#ff7f0e", "p99", &|s: &Second| s.p99_ms),
             ("#d62728", "max", &|s: &Second| s.max_ms),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let _ = writeln!(
                 svg,
                 "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"><title>{name}</title></polyline>",
                 line(f)
+            );
+            let legend_x = w - pad - 150.0 + 50.0 * legend as f64;
+            let _ = writeln!(
+                svg,
+                "<text x=\"{legend_x}\" y=\"{}\" fill=\"{colour}\">{name}</text>",
+                pad - 8.0
             );
         }
         svg.push_str("</svg>\n");

@@ -6,20 +6,18 @@
 
 pub mod budget;
 pub mod limiter;
+mod record;
 mod run;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use async_nats::{HeaderMap, jetstream};
+use async_nats::jetstream;
 use rand::Rng;
 use secrecy::SecretString;
 
 use crate::{
     crypto::Keyring,
-    events::{
-        self, FailureReason, HEADER_LOGIN_ID, HEADER_MSG_ID, LOGIN_RESULT_V1, LoginOutcome,
-        LoginRequested, LoginResult,
-    },
+    events::{self, FailureReason, LOGIN_RESULT_V1, LoginOutcome, LoginRequested, LoginResult},
     ledger::{Claim, Ledger, LedgerEntry, LedgerError},
     quota::Quota,
     settings::App,
@@ -163,8 +161,8 @@ impl Exchanger {
         let req = &incoming.request;
         let claim = self.ledger.claim(&req.code_key, &req.login_id).await?;
         let mut took_over = false;
-        match claim {
-            Claim::Won { .. } => {}
+        let mut revision = match claim {
+            Claim::Won { revision } => revision,
             Claim::Taken {
                 entry: LedgerEntry::Done { result },
                 ..
@@ -181,21 +179,26 @@ impl Exchanger {
                 let stale = age >= self.stale_claim.as_millis() as i64;
                 // The claimant died between claiming and recording: the one window in which a
                 // code can reach WeChat twice (WeChat then answers 40163 itself).
-                if !stale
-                    || self
-                        .ledger
-                        .take_over(&req.code_key, &req.login_id, revision)
-                        .await?
-                        .is_none()
-                {
+                if !stale {
                     return Ok(Outcome::InFlightElsewhere);
                 }
+                let Some(renewed) = self
+                    .ledger
+                    .take_over(&req.code_key, &req.login_id, revision)
+                    .await?
+                else {
+                    return Ok(Outcome::InFlightElsewhere);
+                };
                 tracing::warn!(age_ms = age, "taking over a stale claim");
                 took_over = true;
+                renewed
             }
-        }
+        };
         let started = std::time::Instant::now();
-        let (outcome, calls) = self.exchange(req, took_over).await;
+        let Some((outcome, calls)) = self.exchange(req, took_over, &mut revision).await else {
+            // Another worker took the code over while we waited: it answers for it now.
+            return Ok(Outcome::InFlightElsewhere);
+        };
         crate::meter::exchange_done(started);
         let result = LoginResult {
             v: LOGIN_RESULT_V1,
@@ -210,32 +213,6 @@ impl Exchanger {
         let result = self.record(result).await?;
         self.reply(incoming, &result).await;
         Ok(Outcome::Exchanged(result))
-    }
-
-    /// Publishes and records a result we hold, retrying through NATS hiccups (a cluster leader
-    /// change, a reconnect) instead of giving the message back: the WeChat answer exists only
-    /// in this process, and a redelivered code could not be exchanged again.
-    async fn record(&self, result: LoginResult) -> Result<LoginResult, WorkerError> {
-        let give_up = tokio::time::Instant::now() + self.topology.exchange_ack_wait * 4;
-        let mut attempt = 0;
-        loop {
-            let step = async {
-                let kept = self.publish_result(result.clone()).await?;
-                self.ledger.finish(&kept.code_key, &kept).await?;
-                Ok::<_, WorkerError>(kept)
-            };
-            match step.await {
-                Ok(kept) => return Ok(kept),
-                Err(e) if tokio::time::Instant::now() < give_up => {
-                    crate::meter::nats_error("record_result");
-                    tracing::warn!(error = %e, attempt, "cannot record the result yet; retrying");
-                    tokio::time::sleep(self.backoff.delay(attempt).max(Duration::from_millis(100)))
-                        .await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     /// A code whose exchange already ended. A retry of the same login gets its result again; a
@@ -259,14 +236,20 @@ impl Exchanger {
     }
 
     /// Calls WeChat until the answer is final or the code is too old to send. `took_over`: a
-    /// worker that died may already have sent this code upstream.
-    async fn exchange(&self, req: &LoginRequested, took_over: bool) -> (LoginOutcome, u32) {
+    /// worker that died may already have sent this code upstream. Returns `None` if another worker took the code over while we waited (our claim looked
+    /// stale), in which case we must not call WeChat.
+    async fn exchange(
+        &self,
+        req: &LoginRequested,
+        took_over: bool,
+        revision: &mut u64,
+    ) -> Option<(LoginOutcome, u32)> {
         let failure = |errcode, reason| LoginOutcome::Failure { errcode, reason };
         let (Some(secret), Some(limiter)) =
             (self.apps.get(&req.appid), self.limiters.get(&req.appid))
         else {
             tracing::error!("this worker has no secret for the app");
-            return (failure(40013, FailureReason::Misconfigured), 0);
+            return Some((failure(40013, FailureReason::Misconfigured), 0));
         };
         let code = match self
             .keyring
@@ -275,13 +258,13 @@ impl Exchanger {
             Ok(code) => code,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the sealed code: master keys differ between ingress and worker?");
-                return (failure(-1, FailureReason::Misconfigured), 0);
+                return Some((failure(-1, FailureReason::Misconfigured), 0));
             }
         };
         let deadline = req.received_at_ms + self.topology.code_ttl.as_millis() as i64;
         let expired = |calls| {
             tracing::warn!(calls, "code expired before WeChat gave a final answer");
-            (failure(-1, FailureReason::Expired), calls)
+            Some((failure(-1, FailureReason::Expired), calls))
         };
         let mut calls = 0u32;
         let mut retries = 0u32;
@@ -303,6 +286,24 @@ impl Exchanger {
             if events::now_ms() >= deadline {
                 return expired(calls);
             }
+            // Renew our claim right before calling, so it never looks stale while we are alive
+            // (e.g. after a long wait for quota); if someone took it over, we must not call.
+            match self
+                .ledger
+                .take_over(&req.code_key, &req.login_id, *revision)
+                .await
+            {
+                Ok(Some(renewed)) => *revision = renewed,
+                Ok(None) => {
+                    tracing::warn!("our claim was taken over while we waited; not calling WeChat");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew the claim; waiting");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+            }
             calls += 1;
             let err = match self.wechat.code2session(&req.appid, secret, &code).await {
                 Ok(session) => {
@@ -311,14 +312,14 @@ impl Exchanger {
                     let sealed = self
                         .keyring
                         .seal_str(session.session_key.expose(), aad.as_bytes());
-                    return (
+                    return Some((
                         LoginOutcome::Success {
                             openid: session.openid,
                             unionid: session.unionid,
                             session_key_sealed: sealed,
                         },
                         calls,
-                    );
+                    ));
                 }
                 Err(e) => e,
             };
@@ -342,79 +343,23 @@ impl Exchanger {
                 ErrorClass::Rejected if err.errcode() == 40163 && ambiguous => {
                     // An earlier attempt consumed the code but its answer was lost: the client
                     // did nothing wrong and must simply call wx.login again.
-                    return (failure(-1, FailureReason::Expired), calls);
+                    return Some((failure(-1, FailureReason::Expired), calls));
                 }
                 ErrorClass::Rejected => {
-                    return (failure(err.errcode(), FailureReason::Rejected), calls);
+                    return Some((failure(err.errcode(), FailureReason::Rejected), calls));
                 }
                 ErrorClass::Misconfigured => {
                     tracing::error!(
                         errcode = err.errcode(),
                         "WeChat says our app configuration is wrong"
                     );
-                    return (failure(err.errcode(), FailureReason::Misconfigured), calls);
+                    return Some((failure(err.errcode(), FailureReason::Misconfigured), calls));
                 }
                 ErrorClass::Unexpected => {
                     tracing::error!(errcode = err.errcode(), "unexpected errcode from WeChat");
-                    return (failure(err.errcode(), FailureReason::Unexpected), calls);
+                    return Some((failure(err.errcode(), FailureReason::Unexpected), calls));
                 }
             }
-        }
-    }
-
-    /// Publishes the result and returns the one the stream keeps. The stream de-duplicates by
-    /// code hash, so if a worker died after publishing but before recording in the ledger, the
-    /// result it published stays authoritative and is what we answer with.
-    async fn publish_result(&self, result: LoginResult) -> Result<LoginResult, WorkerError> {
-        let unavailable = |e: &dyn std::fmt::Display| WorkerError::Unavailable(e.to_string());
-        let mut headers = HeaderMap::new();
-        headers.insert(HEADER_MSG_ID, result.code_key.as_str());
-        headers.insert(HEADER_LOGIN_ID, result.login_id.as_str());
-        let subject = self.topology.result_subject(&result.appid);
-        let ack = self
-            .js
-            .publish_with_headers(subject, headers, events::encode(&result))
-            .await
-            .map_err(|e| unavailable(&e))?
-            .await
-            .map_err(|e| unavailable(&e))?;
-        if !ack.duplicate {
-            return Ok(result);
-        }
-        let stream = self
-            .js
-            .get_stream(self.topology.results_stream())
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let original = stream
-            .get_raw_message(ack.sequence)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        match LoginResult::decode(&original.payload) {
-            Ok(first) => {
-                tracing::warn!(
-                    seq = ack.sequence,
-                    "a result for this code was already published; answering with it"
-                );
-                Ok(first)
-            }
-            Err(e) => Err(unavailable(&e)),
-        }
-    }
-
-    /// Best effort: if the ingress has gone, the client polls its ticket from the ledger.
-    async fn reply(&self, incoming: &Incoming, result: &LoginResult) {
-        let Some(subject) = &incoming.reply else {
-            return;
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(HEADER_LOGIN_ID, incoming.request.login_id.as_str());
-        if let Err(e) = self
-            .nats
-            .publish_with_headers(subject.clone(), headers, events::encode(result))
-            .await
-        {
-            tracing::debug!(error = %e, "reply not sent");
         }
     }
 }

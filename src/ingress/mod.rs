@@ -155,6 +155,7 @@ impl Ingress {
             .route("/readyz", get(readyz))
             .route("/openapi.json", get(openapi::openapi_json))
             .route("/metrics", get(crate::meter::metrics_handler))
+            .route("/status", get(crate::meter::status_handler))
             // After every route: it applies to the routes added so far.
             .method_not_allowed_fallback(guard::method_not_allowed)
             .fallback(guard::not_found)

@@ -64,14 +64,6 @@ pub struct Fleet {
     pub dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Fleet {
     pub async fn start(opts: FleetOptions) -> Fleet {
         wxlogin::telemetry::init_with_default("warn");
@@ -81,7 +73,7 @@ impl Fleet {
             .unwrap();
         let sim = sim::spawn(opts.sim).await.unwrap();
         let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
-        let port = free_port();
+        let port = super::free_port();
         let env: Vec<(String, String)> = [
             ("WXLOGIN_NATS_URL", nats.url().to_string()),
             (

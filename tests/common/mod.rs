@@ -105,6 +105,15 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// A loopback port that was free a moment ago (for processes that must be told their port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
 pub fn test_keyring() -> Arc<Keyring> {
     Arc::new(Keyring::new(MasterKey::generate(), Vec::new()))
 }

@@ -1,0 +1,88 @@
+//! `wxlogin bench --spawn`: the real binary starts its own nats-server, simulator and
+//! `wxlogin up`, drives logins through them, and writes a JSON report (and an SVG chart) whose
+//! counts add up. Speed is never asserted: only that every login is counted, and how.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> (Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let svg = dir.path().join("latency.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+        .arg("bench")
+        .arg("--spawn")
+        .args(args)
+        .arg("--report")
+        .arg(&report)
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "wxlogin bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&report).unwrap();
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+    // Tokens start with wxl_; neither they nor codes belong in a report.
+    assert!(!text.contains("wxl_"), "a token leaked into the report");
+    (serde_json::from_str(&text).unwrap(), text)
+}
+
+fn assert_percentiles_ordered(report: &Value) {
+    let l = &report["latency_ms"];
+    let p: Vec<f64> = ["p50", "p90", "p99", "p99_9", "max"]
+        .iter()
+        .map(|k| l[k].as_f64().unwrap_or_else(|| panic!("no {k} in {l}")))
+        .collect();
+    assert!(p[0] > 0.0, "latencies are positive: {l}");
+    assert!(p.windows(2).all(|w| w[0] <= w[1]), "unordered: {l}");
+}
+
+#[test]
+fn a_spawned_closed_loop_run_of_200_logins_reports_every_one_succeeded_with_one_upstream_call_each()
+{
+    let (report, text) = bench(&["--count", "200", "--concurrency", "16"]);
+    assert_eq!(report["sent"], 200, "{text}");
+    assert_eq!(report["succeeded"], 200, "{text}");
+    assert_eq!(report["failed"], 0, "{text}");
+    assert_eq!(report["outcomes"]["ok"], 200, "{text}");
+    assert_eq!(report["upstream"]["calls"], 200, "{text}");
+    assert_eq!(report["upstream"]["calls_per_code"]["1"], 200, "{text}");
+    assert_percentiles_ordered(&report);
+    let completed: u64 = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["completed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(completed, 200, "the timeline counts every login once");
+    // The memory of the spawned `wxlogin up` is read from /proc.
+    let memory = report["memory"].as_object().unwrap();
+    assert_eq!(memory.len(), 1, "{text}");
+    let peak = memory.values().next().unwrap()["rss_peak_sampled_kib"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        peak > 1024,
+        "a running wxlogin up holds more than 1 MiB: {text}"
+    );
+}
+
+#[test]
+fn a_spawned_open_loop_run_sends_every_scheduled_login() {
+    let (report, text) = bench(&["--rate", "100", "--count", "50"]);
+    assert!(
+        report["mode"]["open_loop"]["rate"].as_f64() == Some(100.0),
+        "{text}"
+    );
+    assert_eq!(report["sent"], 50, "{text}");
+    assert_eq!(report["not_sent"], 0, "{text}");
+    assert_eq!(report["succeeded"], 50, "{text}");
+    assert_eq!(report["upstream"]["calls"], 50, "{text}");
+    assert_percentiles_ordered(&report);
+}
