@@ -35,20 +35,7 @@ async fn after_a_login_and_a_reused_code_the_metrics_count_both_and_the_upstream
     let again = app.post_login(json!({"appid": APPID, "code": code})).await;
     assert_eq!(again.status(), 409);
 
-    let r = app
-        .http
-        .get(format!("{}/metrics", app.api))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    let text = r.text().await.unwrap();
+    let text = app.get_text("/metrics", "text/plain").await;
     let logins = "wxlogin_logins_total";
     let ok = sample(
         &text,

@@ -29,20 +29,7 @@ fn operations(doc: &Value) -> Vec<(String, String)> {
 #[tokio::test]
 async fn the_served_document_is_the_committed_one_and_every_documented_operation_exists() {
     let app = spawn_app(Options::new(Db::Sqlite)).await;
-    let r = app
-        .http
-        .get(format!("{}/openapi.json", app.api))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/json")
-    );
-    let served = r.text().await.unwrap();
+    let served = app.get_text("/openapi.json", "application/json").await;
     assert_eq!(served, wxlogin::ingress::openapi::json());
 
     if std::env::var_os("WXLOGIN_UPDATE_OPENAPI").is_some() {

@@ -15,7 +15,7 @@ use wxlogin::{
     crypto::MasterKey,
     natsd::NatsServer,
     quota::Quota,
-    sim::{self, SimApp, SimConfig, SimControl, SimServer},
+    sim::{self, SimConfig, SimControl, SimServer},
 };
 
 use super::{APPID, SECRET};
@@ -37,14 +37,7 @@ impl Default for FleetOptions {
             login_wait: Duration::from_secs(2),
             code_ttl_secs: 300,
             ack_wait_secs: 4,
-            sim: SimConfig {
-                apps: vec![SimApp {
-                    appid: APPID.into(),
-                    secret: SECRET.into(),
-                    unionid: true,
-                }],
-                ..SimConfig::default()
-            },
+            sim: super::test_sim_config(),
         }
     }
 }

@@ -76,14 +76,7 @@ impl Options {
             login_wait: Duration::from_secs(5),
             code_ttl: Duration::from_secs(300),
             wechat_timeout: Duration::from_secs(2),
-            sim: SimConfig {
-                apps: vec![SimApp {
-                    appid: APPID.into(),
-                    secret: SECRET.into(),
-                    unionid: true,
-                }],
-                ..SimConfig::default()
-            },
+            sim: test_sim_config(),
             worker_secret: SECRET.into(),
             tweak: SettingsTweak::default(),
         }
@@ -112,6 +105,18 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("local address")
         .port()
+}
+
+/// The simulator every test uses: one app (APPID/SECRET), bound to an Open Platform account.
+pub fn test_sim_config() -> SimConfig {
+    SimConfig {
+        apps: vec![SimApp {
+            appid: APPID.into(),
+            secret: SECRET.into(),
+            unionid: true,
+        }],
+        ..SimConfig::default()
+    }
 }
 
 pub fn test_keyring() -> Arc<Keyring> {
@@ -247,6 +252,23 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the app never became ready");
+    }
+
+    /// GETs `path`, expects 200 with a content type starting with `content_type`; the body.
+    pub async fn get_text(&self, path: &str, content_type: &str) -> String {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 200, "GET {path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(
+            ct.starts_with(content_type),
+            "GET {path}: content type {ct}"
+        );
+        r.text().await.expect("body")
     }
 
     /// Sets the simulator's faults.
