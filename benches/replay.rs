@@ -28,6 +28,7 @@ async fn main() {
         code_ttl: Duration::from_secs(300),
         session_ttl: Duration::from_secs(3600),
         exchange_ack_wait: Duration::from_secs(30),
+        results_max_age: std::time::Duration::ZERO,
     };
     topology.ensure(&js).await.unwrap();
     let appid = "wx00000000000000a1";
@@ -51,9 +52,12 @@ async fn main() {
             },
         };
         acks.push(
-            js.publish(topology.result_subject(appid), events::encode(&result))
-                .await
-                .unwrap(),
+            js.publish(
+                topology.result_subject(appid, &result.code_key),
+                events::encode(&result),
+            )
+            .await
+            .unwrap(),
         );
         if acks.len() >= 2000 {
             for a in acks.drain(..) {

@@ -71,8 +71,8 @@ pub enum LoginOutcome {
     },
 }
 
-/// Published by a worker on `{prefix}.results.{appid}` (retained: the record replays read) and
-/// sent to the ingress's reply subject.
+/// Published by a worker on `{prefix}.results.{appid}.{code hash}`, once per code (retained: the
+/// code's final record, and what replays read) and sent to the ingress's reply subject.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LoginResult {
     pub v: u32,

@@ -1,14 +1,30 @@
-//! The code ledger: one entry per (appid, code) — keyed by its hash, never the code — from the
-//! moment a worker is about to call WeChat until well after the code has expired. It is what
-//! makes the exchange at-most-once: a worker only calls WeChat after *creating* the entry
-//! (an atomic compare-and-set in NATS KV), and a code whose entry says `Done` is answered from
-//! the recorded result, never sent upstream again.
+//! The code ledger: where a code stands, keyed by its hash (never the code). Two places:
+//! - a claim in the `{prefix}_ledger` KV bucket, *created* (an atomic compare-and-set) by the
+//!   worker that is about to call WeChat, and kept until well after the code has expired;
+//! - the code's result on the results stream, on its own subject `{prefix}.results.{appid}.{hash}`
+//!   and published only if that subject is empty (`Nats-Expected-Last-Subject-Sequence: 0`):
+//!   the first result of a code is the only one, for as long as the stream keeps it.
+//!
+//! Together they make the exchange at-most-once: a worker calls WeChat only after creating the
+//! claim, and a code with a result is answered from it, never sent upstream again. Keeping the
+//! final record on the results stream (instead of writing it to the bucket as well) saves a
+//! JetStream write per login and leaves no window in which the two could disagree.
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, Operation};
+use async_nats::{
+    HeaderMap,
+    jetstream::{
+        self,
+        kv::{self, CreateErrorKind, Operation},
+        stream::{self, DirectGetErrorKind},
+    },
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::events::LoginResult;
+use crate::{
+    events::{HEADER_LOGIN_ID, LoginResult},
+    topology::Topology,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -51,20 +67,52 @@ pub fn code_key(appid: &str, code: &str) -> String {
 #[derive(Clone)]
 pub struct Ledger {
     kv: kv::Store,
+    results: stream::Stream,
+    js: jetstream::Context,
+    prefix: String,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(e.to_string())
 }
 
+/// What publishing a result found.
+#[derive(Debug)]
+pub enum Recorded {
+    /// Ours is the code's result (stream sequence).
+    Ours(u64),
+    /// The code already had this result; it stays authoritative.
+    Earlier(Box<LoginResult>),
+}
+
 impl Ledger {
-    pub fn new(kv: kv::Store) -> Self {
-        Ledger { kv }
+    pub fn new(
+        kv: kv::Store,
+        results: stream::Stream,
+        js: jetstream::Context,
+        topology: &Topology,
+    ) -> Self {
+        Ledger {
+            kv,
+            results,
+            js,
+            prefix: topology.prefix.clone(),
+        }
     }
 
-    /// Atomically claims the code for `login_id`, or returns who has it.
+    /// The subject that holds a code's one result.
+    pub fn result_subject(&self, appid: &str, code_key: &str) -> String {
+        result_subject(&self.prefix, appid, code_key)
+    }
+
+    /// Atomically claims the code for `login_id`, or returns who has it (a result first).
     #[tracing::instrument(skip(self), level = "debug")]
-    pub async fn claim(&self, code_key: &str, login_id: &str) -> Result<Claim, LedgerError> {
+    pub async fn claim(
+        &self,
+        appid: &str,
+        code_key: &str,
+        login_id: &str,
+    ) -> Result<Claim, LedgerError> {
         let entry = LedgerEntry::Claimed {
             login_id: login_id.to_string(),
             at_ms: crate::events::now_ms(),
@@ -72,7 +120,13 @@ impl Ledger {
         match self.kv.create(code_key, encode(&entry)).await {
             Ok(revision) => Ok(Claim::Won { revision }),
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-                match self.get_with_revision(code_key).await? {
+                if let Some(result) = self.result(appid, code_key).await? {
+                    return Ok(Claim::Taken {
+                        entry: LedgerEntry::Done { result },
+                        revision: 0,
+                    });
+                }
+                match self.claim_with_revision(code_key).await? {
                     Some((entry, revision)) => Ok(Claim::Taken { entry, revision }),
                     // Expired between the two calls: try once more.
                     None => match self.kv.create(code_key, encode(&entry)).await {
@@ -104,23 +158,65 @@ impl Ledger {
         }
     }
 
-    /// Records the final result. Last writer wins: a result is authoritative whoever wrote it.
-    pub async fn finish(&self, code_key: &str, result: &LoginResult) -> Result<(), LedgerError> {
-        let entry = LedgerEntry::Done {
-            result: result.clone(),
-        };
-        self.kv
-            .put(code_key, encode(&entry))
+    /// Publishes the code's result unless it already has one. A retry after a lost ack finds
+    /// its own result (same login) and is told `Earlier` with it, which is as good.
+    pub async fn record(&self, result: &LoginResult) -> Result<Recorded, LedgerError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_LOGIN_ID, result.login_id.as_str());
+        headers.insert(HEADER_EXPECTED_LAST_SUBJECT_SEQ, "0");
+        let subject = self.result_subject(&result.appid, &result.code_key);
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, crate::events::encode(result))
             .await
-            .map(|_| ())
-            .map_err(unavailable)
+            .map_err(unavailable)?
+            .await;
+        match ack {
+            Ok(ack) => Ok(Recorded::Ours(ack.sequence)),
+            Err(e) if is_wrong_last_sequence(&e) => {
+                match self.result(&result.appid, &result.code_key).await? {
+                    Some(first) => Ok(Recorded::Earlier(Box::new(first))),
+                    None => Err(LedgerError::Unavailable(
+                        "the stream refused a second result but has none".into(),
+                    )),
+                }
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
-    pub async fn get(&self, code_key: &str) -> Result<Option<LedgerEntry>, LedgerError> {
-        Ok(self.get_with_revision(code_key).await?.map(|(e, _)| e))
+    /// Where the code stands: its result, else its claim, else nothing.
+    pub async fn get(
+        &self,
+        appid: &str,
+        code_key: &str,
+    ) -> Result<Option<LedgerEntry>, LedgerError> {
+        if let Some(result) = self.result(appid, code_key).await? {
+            return Ok(Some(LedgerEntry::Done { result }));
+        }
+        Ok(self.claim_with_revision(code_key).await?.map(|(e, _)| e))
     }
 
-    async fn get_with_revision(
+    /// The code's result, if it has one.
+    async fn result(
+        &self,
+        appid: &str,
+        code_key: &str,
+    ) -> Result<Option<LoginResult>, LedgerError> {
+        match self
+            .results
+            .direct_get_last_for_subject(self.result_subject(appid, code_key))
+            .await
+        {
+            Ok(msg) => LoginResult::decode(&msg.payload)
+                .map(Some)
+                .map_err(|e| LedgerError::Corrupt(e.to_string())),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn claim_with_revision(
         &self,
         code_key: &str,
     ) -> Result<Option<(LedgerEntry, u64)>, LedgerError> {
@@ -133,6 +229,18 @@ impl Ledger {
             _ => Ok(None),
         }
     }
+}
+
+/// `{prefix}.results.{appid}.{code_key}`.
+pub fn result_subject(prefix: &str, appid: &str, code_key: &str) -> String {
+    format!("{prefix}.results.{appid}.{code_key}")
+}
+
+const HEADER_EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
+
+/// JetStream's "wrong last sequence": the subject already has a message.
+fn is_wrong_last_sequence(e: &jetstream::context::PublishError) -> bool {
+    e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence
 }
 
 fn encode(entry: &LedgerEntry) -> bytes::Bytes {

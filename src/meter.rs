@@ -133,6 +133,57 @@ pub fn login_answered(status: u16, errcode: i64, started: Instant) {
     histogram!("wxlogin_login_duration_seconds").record(started.elapsed().as_secs_f64());
 }
 
+/// This process's code2Session calls for one appid within the quota's window, per second, so
+/// `wxlogin_quota_used_calls{appid}` shows how much of the window's quota it is using (the
+/// fleet's use is the sum over workers). Calls are counted when their slot is taken.
+pub struct QuotaUse {
+    window_secs: i64,
+    /// (second, calls in it), oldest first, only seconds inside the window.
+    seconds: std::sync::Mutex<std::collections::VecDeque<(i64, u64)>>,
+    appid: String,
+}
+
+impl QuotaUse {
+    pub fn new(appid: &str, quota: crate::quota::Quota) -> Self {
+        QuotaUse {
+            window_secs: quota.window.as_secs().max(1) as i64,
+            seconds: Default::default(),
+            appid: appid.to_owned(),
+        }
+    }
+
+    /// One call took a slot at `now_s` (Unix seconds).
+    pub fn call(&self, now_s: i64) {
+        self.count(now_s, 1);
+    }
+
+    /// Drops the seconds that left the window (the gauge falls when calls stop).
+    pub fn refresh(&self, now_s: i64) {
+        self.count(now_s, 0);
+    }
+
+    fn count(&self, now_s: i64, calls: u64) {
+        let mut seconds = self
+            .seconds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match seconds.back_mut() {
+            Some((s, n)) if *s == now_s => *n += calls,
+            _ if calls > 0 => seconds.push_back((now_s, calls)),
+            _ => {}
+        }
+        while seconds
+            .front()
+            .is_some_and(|&(s, _)| s <= now_s - self.window_secs)
+        {
+            seconds.pop_front();
+        }
+        let used = seconds.iter().map(|&(_, n)| n).sum::<u64>() as f64;
+        // Looked up each time: the limiter may be built before the recorder is installed.
+        gauge!("wxlogin_quota_used_calls", "appid" => self.appid.clone()).set(used);
+    }
+}
+
 /// A worker's reply arrived after its login had been answered 202.
 pub fn late_reply() {
     counter!("wxlogin_late_replies_total").increment(1);

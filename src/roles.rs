@@ -52,6 +52,7 @@ pub fn topology(settings: &Settings) -> Topology {
         code_ttl: settings.code_ttl(),
         session_ttl: settings.session_ttl(),
         exchange_ack_wait: std::time::Duration::from_secs(settings.exchange_ack_wait_secs),
+        results_max_age: std::time::Duration::from_secs(settings.results_max_age_secs),
     }
 }
 
@@ -136,14 +137,15 @@ pub async fn ingress(
     };
     let db = persistence::connect(&settings.database_url).await?;
     let appids: HashSet<String> = apps.iter().map(|a| a.appid.clone()).collect();
+    let topo = topology(settings);
     let ingress = Ingress::new(
         client,
-        js,
-        topology(settings),
+        js.clone(),
+        topo.clone(),
         appids,
         keyring,
         SessionStore::new(handles.sessions),
-        Ledger::new(handles.ledger),
+        Ledger::new(handles.ledger, handles.results.clone(), js.clone(), &topo),
         db,
         settings.login_wait(),
         crate::ingress::guard::Limits::from_settings(settings),
@@ -199,7 +201,7 @@ pub async fn worker(
         apps,
         settings.app_quota,
         keyring,
-        Ledger::new(handles.ledger),
+        Ledger::new(handles.ledger, handles.results.clone(), js.clone(), &topo),
         exchange::Budget::new(handles.quota),
         js,
         client,

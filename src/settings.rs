@@ -20,6 +20,7 @@
 //! # master_key_file = "/run/secrets/wxlogin-master-key"   # WXLOGIN_MASTER_KEY_FILE
 //! # master_keys_previous = "<old key>"  # WXLOGIN_MASTER_KEYS_PREVIOUS: opened, never sealed with (rotation: docs/security.md)
 //! exchange_ack_wait_secs = 30          # WXLOGIN_EXCHANGE_ACK_WAIT_SECS: redelivery after a worker dies
+//! results_max_age_secs = 604800         # WXLOGIN_RESULTS_MAX_AGE_SECS: result events kept (replay window); 0: forever
 //! worker_concurrency = 512              # WXLOGIN_WORKER_CONCURRENCY: exchanges in flight per worker
 //! upsert_batch = 500                    # WXLOGIN_UPSERT_BATCH
 //! max_body_bytes = 4096                 # WXLOGIN_MAX_BODY_BYTES
@@ -124,6 +125,8 @@ pub struct Settings {
     /// Previous master keys (base64, comma-separated) still accepted for reading.
     pub master_keys_previous: Option<SecretString>,
     pub exchange_ack_wait_secs: u64,
+    /// How long the results stream keeps a result (0: forever). Replays reach back this far.
+    pub results_max_age_secs: u64,
     pub worker_concurrency: usize,
     pub upsert_batch: usize,
     pub max_body_bytes: usize,
@@ -170,6 +173,7 @@ impl Default for Settings {
             master_key_file: None,
             master_keys_previous: None,
             exchange_ack_wait_secs: 30,
+            results_max_age_secs: 7 * 24 * 3600,
             worker_concurrency: 512,
             upsert_batch: 500,
             max_body_bytes: 4096,
@@ -223,6 +227,14 @@ impl Settings {
                 "code_ttl_secs and session_ttl_secs must be positive, exchange_ack_wait_secs at least 3"
                     .into(),
             );
+        }
+        // A code's result is its ledger's final record: it must outlive every redelivery of
+        // the code (see `Topology::ledger_max_age`).
+        let floor = self.code_ttl_secs + self.exchange_ack_wait_secs + 60;
+        if self.results_max_age_secs != 0 && self.results_max_age_secs < floor {
+            return bad(format!(
+                "results_max_age_secs must be 0 (forever) or at least code_ttl_secs + exchange_ack_wait_secs + 60 = {floor}"
+            ));
         }
         if self.worker_concurrency == 0 || self.upsert_batch == 0 {
             return bad("worker_concurrency and upsert_batch must be positive".into());

@@ -31,6 +31,8 @@ pub struct Topology {
     pub session_ttl: Duration,
     /// Redelivery delay of a code whose worker died; also when its ledger claim goes stale.
     pub exchange_ack_wait: Duration,
+    /// How long results are kept (zero: forever); at least [`Topology::ledger_max_age`].
+    pub results_max_age: Duration,
 }
 
 /// Handles on what [`Topology::ensure`] made.
@@ -53,8 +55,9 @@ impl Topology {
     pub fn code_subject(&self, appid: &str) -> String {
         format!("{}.codes.{appid}", self.prefix)
     }
-    pub fn result_subject(&self, appid: &str) -> String {
-        format!("{}.results.{appid}", self.prefix)
+    /// A code's one result: see [`crate::ledger`].
+    pub fn result_subject(&self, appid: &str, code_key: &str) -> String {
+        crate::ledger::result_subject(&self.prefix, appid, code_key)
     }
     /// Each ingress process listens on its own reply subject.
     pub fn reply_subject(&self, ingress_id: &str) -> String {
@@ -109,8 +112,14 @@ impl Topology {
             retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             num_replicas: self.replicas,
+            // One result per code is enforced per subject (the ledger publishes with an
+            // expected last subject sequence of 0), not by a de-duplication window.
             duplicate_window: Duration::from_secs(120),
+            // The ledger reads a code's result by its subject.
             allow_direct: true,
+            // Each code has its own subject: without an age limit the stream (and the
+            // server's per-subject index) would grow forever.
+            max_age: self.results_max_age,
             ..Default::default()
         }
     }

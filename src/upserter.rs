@@ -15,7 +15,7 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    events::{LoginOutcome, LoginResult},
+    events::{HEADER_LOGIN_ID, LoginOutcome, LoginResult},
     persistence::{self, UserLogin},
     topology::Topology,
 };
@@ -124,6 +124,18 @@ async fn apply_batch(db: &DatabaseConnection, messages: &[jetstream::Message]) {
             AckKind::Nak(Some(Duration::from_secs(1)))
         }
     };
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for msg in messages {
+            let login_id = msg.headers.as_ref().and_then(|h| h.get(HEADER_LOGIN_ID));
+            let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+            tracing::debug!(
+                login_id = login_id.map(|v| v.as_str()),
+                seq,
+                ?ack,
+                "result event applied"
+            );
+        }
+    }
     // Malformed events are acked too: they can never apply, and the stream keeps them.
     let acks = messages.iter().map(|m| m.ack_with(ack));
     for r in futures::future::join_all(acks).await {

@@ -28,6 +28,7 @@ fn bench(args: &[&str]) -> (Value, String) {
     let text = std::fs::read_to_string(&report).unwrap();
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("<polyline"));
+    assert!(svg.contains("latency distribution"), "{svg}");
     // Tokens start with wxl_; neither they nor codes belong in a report.
     assert!(!text.contains("wxl_"), "a token leaked into the report");
     (serde_json::from_str(&text).unwrap(), text)
@@ -54,6 +55,9 @@ fn a_spawned_closed_loop_run_of_200_logins_reports_every_one_succeeded_with_one_
     assert_eq!(report["upstream"]["calls"], 200, "{text}");
     assert_eq!(report["upstream"]["calls_per_code"]["1"], 200, "{text}");
     assert_percentiles_ordered(&report);
+    let distribution = report["distribution"].as_array().unwrap();
+    assert_eq!(distribution.first().unwrap()[0], 0.0, "{text}");
+    assert_eq!(distribution.last().unwrap()[0], 100.0, "{text}");
     let completed: u64 = report["timeline"]
         .as_array()
         .unwrap()
@@ -61,6 +65,13 @@ fn a_spawned_closed_loop_run_of_200_logins_reports_every_one_succeeded_with_one_
         .map(|s| s["completed"].as_u64().unwrap())
         .sum();
     assert_eq!(completed, 200, "the timeline counts every login once");
+    // The same machine's bare JetStream did the same logins' worth of messages.
+    let bare = &report["bare"];
+    assert!(bare["logins"].as_u64().unwrap() >= 200, "{text}");
+    assert!(bare["logins_per_sec"].as_f64().unwrap() > 0.0, "{text}");
+    assert!(report["fraction_of_bare"].as_f64().unwrap() > 0.0, "{text}");
+    // The upserter applied every result event, within the time the bench waits for it.
+    assert!(report["upserter"]["caught_up_secs"].is_number(), "{text}");
     // The memory of the spawned `wxlogin up` is read from /proc.
     let memory = report["memory"].as_object().unwrap();
     assert_eq!(memory.len(), 1, "{text}");
@@ -75,14 +86,26 @@ fn a_spawned_closed_loop_run_of_200_logins_reports_every_one_succeeded_with_one_
 
 #[test]
 fn a_spawned_open_loop_run_sends_every_scheduled_login() {
-    let (report, text) = bench(&["--rate", "100", "--count", "50"]);
+    let (report, text) = bench(&[
+        "--rate",
+        "100",
+        "--count",
+        "50",
+        "--warmup",
+        "500ms",
+        "--no-bare",
+    ]);
     assert!(
         report["mode"]["open_loop"]["rate"].as_f64() == Some(100.0),
         "{text}"
     );
+    // Half a second of warm-up at 100/s: 50 logins run first and are left out of the figures.
+    assert_eq!(report["warmup_logins"], 50, "{text}");
     assert_eq!(report["sent"], 50, "{text}");
     assert_eq!(report["not_sent"], 0, "{text}");
     assert_eq!(report["succeeded"], 50, "{text}");
-    assert_eq!(report["upstream"]["calls"], 50, "{text}");
+    // The simulator saw them all, warm-up included.
+    assert_eq!(report["upstream"]["calls"], 100, "{text}");
+    assert!(report["bare"].is_null(), "--no-bare: {text}");
     assert_percentiles_ordered(&report);
 }

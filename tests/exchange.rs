@@ -43,6 +43,7 @@ async fn rig() -> Rig {
         code_ttl: std::time::Duration::from_secs(300),
         session_ttl: std::time::Duration::from_secs(3600),
         exchange_ack_wait: std::time::Duration::from_secs(30),
+        results_max_age: std::time::Duration::ZERO,
     };
     let handles = topology.ensure(&js).await.unwrap();
     let wechat = WechatClient::new(ClientOptions {
@@ -59,7 +60,12 @@ async fn rig() -> Rig {
         &apps,
         "100/1s".parse().unwrap(),
         common::test_keyring(),
-        Ledger::new(handles.ledger),
+        Ledger::new(
+            handles.ledger,
+            handles.results.clone(),
+            js.clone(),
+            &topology,
+        ),
         wxlogin::exchange::Budget::new(handles.quota),
         js,
         client,
@@ -134,11 +140,44 @@ async fn a_fresh_claim_by_another_worker_is_left_alone() {
     let req = request(&rig, "l-3", &code);
     rig.exchanger
         .ledger
-        .claim(&req.request.code_key, "someone-else")
+        .claim(APPID, &req.request.code_key, "someone-else")
         .await
         .unwrap();
     let outcome = rig.exchanger.handle(&req).await.unwrap();
     assert_eq!(outcome, Outcome::InFlightElsewhere);
+    assert_eq!(rig.control.stats().await.unwrap().calls, 0);
+}
+
+#[tokio::test]
+async fn a_step_whose_claim_was_taken_over_while_it_waited_for_quota_does_not_call_wechat() {
+    let mut rig = rig().await;
+    rig.exchanger.stale_claim = std::time::Duration::from_millis(1500);
+    let code = rig.control.mint_code(APPID, "ola").await.unwrap();
+    let req = request(&rig, "l-5", &code);
+    // Another worker holds the fleet's schedule for the next 3 s: our step waits for quota
+    // long enough for its claim to look stale.
+    rig.exchanger
+        .budget
+        .reserve(APPID, 1, 3_000_000)
+        .await
+        .unwrap();
+    let ledger = rig.exchanger.ledger.clone();
+    let code_key = req.request.code_key.clone();
+    let rival = async {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let ledger::Claim::Taken { revision, .. } =
+            ledger.claim(APPID, &code_key, "rival").await.unwrap()
+        else {
+            panic!("the step should hold the claim")
+        };
+        ledger
+            .take_over(&code_key, "rival", revision)
+            .await
+            .unwrap()
+    };
+    let (outcome, taken) = tokio::join!(rig.exchanger.handle(&req), rival);
+    assert!(taken.is_some(), "the rival should win the stale claim");
+    assert_eq!(outcome.unwrap(), Outcome::InFlightElsewhere);
     assert_eq!(rig.control.stats().await.unwrap().calls, 0);
 }
 

@@ -24,7 +24,12 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[tokio::test]
 async fn after_a_login_and_a_reused_code_the_metrics_count_both_and_the_upstream_call() {
-    let app = spawn_app(Options::new(Db::Sqlite)).await;
+    // A minute's window, so the call is still inside it when the metrics are read.
+    let app = spawn_app(Options {
+        quota: "1000/60s".parse().unwrap(),
+        ..Options::new(Db::Sqlite)
+    })
+    .await;
     let code = app.mint("alice").await;
     let r = app.post_login(json!({"appid": APPID, "code": code})).await;
     assert_eq!(r.status(), 200);
@@ -55,6 +60,13 @@ async fn after_a_login_and_a_reused_code_the_metrics_count_both_and_the_upstream
     assert_eq!(logins_timed, Some(2.0), "{text}");
     let exchanges_timed = sample(&text, "wxlogin_exchange_duration_seconds_count", &[]);
     assert_eq!(exchanges_timed, Some(1.0), "{text}");
+    // The worker counts the call against the app's quota window.
+    let quota_used = sample(
+        &text,
+        "wxlogin_quota_used_calls",
+        &[&format!("appid=\"{APPID}\"")],
+    );
+    assert_eq!(quota_used, Some(1.0), "{text}");
     assert!(!text.contains(&code) && !text.contains(&token));
 
     // The status page is plain HTML that reads these metrics.

@@ -20,6 +20,7 @@ async fn budget(nats: &NatsServer) -> Budget {
         code_ttl: Duration::from_secs(300),
         session_ttl: Duration::from_secs(60),
         exchange_ack_wait: Duration::from_secs(30),
+        results_max_age: std::time::Duration::ZERO,
     };
     Budget::new(topology.ensure(&js).await.unwrap().quota)
 }

@@ -106,6 +106,22 @@ fn bad_values_are_refused_with_a_clear_message() {
         assert!(load(None).is_err());
         Ok(())
     });
+    // Results are the ledger's final records: they must outlive every redelivery of a code.
+    Jail::expect_with(|jail| {
+        jail.set_env("WXLOGIN_RESULTS_MAX_AGE_SECS", "60");
+        let err = load(None).unwrap_err().to_string();
+        assert!(
+            err.contains("results_max_age_secs") && err.contains("390"),
+            "{err}"
+        );
+        jail.set_env("WXLOGIN_RESULTS_MAX_AGE_SECS", "0");
+        assert_eq!(
+            load(None)?.results_max_age_secs,
+            0,
+            "0 keeps results forever"
+        );
+        Ok(())
+    });
 }
 
 #[test]

@@ -30,6 +30,8 @@ pub struct Plan {
     pub users: usize,
     pub mode: Mode,
     pub until: Until,
+    /// Run the load this long first without measuring it (connections open, caches fill).
+    pub warmup: Duration,
 }
 
 /// Codes per `/sim/login/batch` call: stays inside its 64 KiB body limit with our user names.
@@ -45,6 +47,8 @@ const MAX_LATENCY_US: u64 = 120_000_000;
 /// Everything measured during the run.
 pub struct Measured {
     pub elapsed: Duration,
+    /// Logins started during the warm-up (not in any other figure).
+    pub warmup: u64,
     pub sent: u64,
     pub not_sent: u64,
     pub succeeded: u64,
@@ -58,6 +62,7 @@ pub struct Measured {
 }
 
 pub(super) struct Collector {
+    /// When the measurement starts (after the warm-up).
     start: Instant,
     pub(super) m: Measured,
     bar: ProgressBar,
@@ -73,6 +78,7 @@ impl Measured {
     fn empty() -> Self {
         Measured {
             elapsed: Duration::ZERO,
+            warmup: 0,
             sent: 0,
             not_sent: 0,
             succeeded: 0,
@@ -87,6 +93,11 @@ impl Measured {
 
 impl Collector {
     fn record(&mut self, scheduled: Instant, outcome: Result<bool, String>) {
+        self.bar.inc(1);
+        if scheduled < self.start {
+            self.m.warmup += 1;
+            return;
+        }
         let now = Instant::now();
         let us = now.duration_since(scheduled).as_micros() as u64;
         let us = us.clamp(1, MAX_LATENCY_US);
@@ -104,7 +115,6 @@ impl Collector {
             self.m.per_second.push(histogram());
         }
         let _ = self.m.per_second[second].record(us);
-        self.bar.inc(1);
     }
 }
 
@@ -148,11 +158,19 @@ async fn mint(
 /// Runs the plan and returns what it measured.
 pub async fn drive(plan: &Plan, control: &SimControl, pids: &[u32]) -> anyhow::Result<Measured> {
     let total = match (plan.until, plan.mode) {
-        (Until::Count(n), _) => Some(n),
+        (Until::Count(n), Mode::OpenLoop { rate }) => {
+            Some(n + (rate * plan.warmup.as_secs_f64()).ceil() as u64)
+        }
+        // A closed loop of a fixed count has no warm-up (see `warmup` below).
+        (Until::Count(n), Mode::ClosedLoop { .. }) => Some(n),
         (Until::Elapsed(d), Mode::OpenLoop { rate }) => {
-            Some((rate * d.as_secs_f64()).ceil() as u64)
+            Some((rate * (plan.warmup + d).as_secs_f64()).ceil() as u64)
         }
         (Until::Elapsed(_), Mode::ClosedLoop { .. }) => None,
+    };
+    let warmup = match (plan.until, plan.mode) {
+        (Until::Count(_), Mode::ClosedLoop { .. }) => Duration::ZERO,
+        _ => plan.warmup,
     };
     let capacity = total.map_or(4 * MINT_BATCH, |t| t.max(1) as usize);
     let (tx, mut codes) = mpsc::channel(capacity);
@@ -184,14 +202,15 @@ pub async fn drive(plan: &Plan, control: &SimControl, pids: &[u32]) -> anyhow::R
             .expect("valid template"),
     );
     let start = Instant::now();
+    let measure_from = start + warmup;
     let collector: Shared = Arc::new(Mutex::new(Collector {
-        start,
+        start: measure_from,
         bar: bar.clone(),
         m: Measured::empty(),
     }));
     let sampler = tokio::spawn(sample_memory(pids.to_vec(), collector.clone()));
     let deadline = match plan.until {
-        Until::Elapsed(d) => Some(start + d),
+        Until::Elapsed(d) => Some(measure_from + d),
         Until::Count(_) => None,
     };
     let client = Client {
@@ -207,7 +226,7 @@ pub async fn drive(plan: &Plan, control: &SimControl, pids: &[u32]) -> anyhow::R
             closed_loop(&client, &collector, codes, concurrency, deadline).await
         }
     };
-    let elapsed = start.elapsed();
+    let elapsed = measure_from.elapsed();
     if let Some(m) = minter {
         m.abort();
     }
@@ -216,7 +235,7 @@ pub async fn drive(plan: &Plan, control: &SimControl, pids: &[u32]) -> anyhow::R
     bar.finish();
     let mut c = lock(&collector);
     c.m.elapsed = elapsed;
-    c.m.sent = sent;
+    c.m.sent = sent.saturating_sub(c.m.warmup);
     c.m.not_sent = not_sent;
     Ok(std::mem::replace(&mut c.m, Measured::empty()))
 }

@@ -8,6 +8,8 @@
 //! scheduled send time, so a stalled server shows as latency instead of as fewer requests
 //! (no coordinated omission). Closed loop (`--concurrency`) measures what N busy clients see.
 
+pub mod bare;
+mod catch_up;
 mod load;
 mod memory;
 mod report;
@@ -46,6 +48,10 @@ pub struct BenchArgs {
     /// Run this many logins.
     #[arg(long)]
     pub count: Option<u64>,
+    /// Run the load this long first and leave it out of every figure (connections open,
+    /// caches fill); not used by a closed loop of a fixed --count.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub warmup: Duration,
     /// Report the resident memory (VmRSS) of this process; repeatable.
     #[arg(long)]
     pub pid: Vec<u32>,
@@ -55,6 +61,27 @@ pub struct BenchArgs {
     /// Write an SVG chart of latency over time here.
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    /// The NATS server the pipeline uses, for the bare-JetStream comparison (with --spawn: the
+    /// spawned one). Without it (and without --spawn) the comparison is skipped.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// With --spawn: run an ingress, this many exchange workers and an upserter as separate
+    /// processes instead of one `wxlogin up`.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// With --spawn: the simulator answers code2Session after this long (e.g. 100ms).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub sim_latency: Duration,
+    /// With --spawn: the database wxlogin uses (e.g. a fresh PostgreSQL database); default a
+    /// temporary SQLite file.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// The NATS prefix of the deployment (for the upserter's backlog after the run).
+    #[arg(long, default_value = "wxlogin")]
+    pub nats_prefix: String,
+    /// Skip the bare-JetStream comparison run.
+    #[arg(long)]
+    pub no_bare: bool,
     /// Start a temporary nats-server, a simulator (0 ms latency, no quota) and `wxlogin up`
     /// (temporary SQLite), and drive those.
     #[arg(long)]
@@ -107,16 +134,28 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     if args.users == 0 {
         bail!("--users must be at least 1");
     }
+    let mut roles = std::collections::BTreeMap::new();
     let (api, sim_url, mut pids, spawned) = if args.spawn {
-        let s = spawn::Spawned::start(&args.appid).await?;
+        if args.workers == Some(0) {
+            bail!("--workers must be at least 1");
+        }
+        let plan = spawn::SpawnPlan {
+            workers: args.workers,
+            sim_latency: args.sim_latency,
+            database_url: args.database_url.clone(),
+        };
+        let s = spawn::Spawned::start(&args.appid, &plan).await?;
+        let spawned_pids = s.pids();
         eprintln!(
-            "spawned: nats-server {}, simulator {}, wxlogin up (pid {}) on {}",
+            "spawned: nats-server {}, simulator {} ({:?} latency), wxlogin {:?} on {}",
             s.nats_url(),
             s.sim_url(),
-            s.pid(),
+            args.sim_latency,
+            spawned_pids,
             s.api_url()
         );
-        let pids = vec![s.pid()];
+        let pids = spawned_pids.iter().map(|(_, pid)| *pid).collect();
+        roles.extend(spawned_pids.into_iter().map(|(role, pid)| (pid, role)));
         (s.api_url(), s.sim_url(), pids, Some(s))
     } else {
         (
@@ -138,14 +177,39 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         users: args.users,
         mode,
         until,
+        warmup: args.warmup,
     };
     let result = load::drive(&plan, &control, &pids).await;
     let after = control.stats().await;
-    let report = match (result, after) {
-        (Ok(outcome), Ok(after)) => Report::new(&plan, outcome, &before, &after),
+    let mut report = match (result, after) {
+        (Ok(outcome), Ok(after)) => Report::new(&plan, outcome, &before, &after, &roles),
         (Err(e), _) => return Err(fail(e, spawned).await),
         (_, Err(e)) => return Err(fail(e.into(), spawned).await),
     };
+    let nats_url = match &spawned {
+        Some(s) => Some(s.nats_url().to_owned()),
+        None => args.nats.clone(),
+    };
+    if let Some(url) = &nats_url {
+        match catch_up::measure(url, &args.nats_prefix, Duration::from_secs(120)).await {
+            Ok(c) => report.upserter = Some(c),
+            Err(e) => eprintln!("cannot read the upserter's backlog: {e:#}"),
+        }
+    }
+    if let (Some(url), false) = (nats_url, args.no_bare) {
+        // The same number of logins (at least 2,000) and the same number of chains at once
+        // as the pipeline run.
+        let logins = report.succeeded.clamp(2_000, 200_000);
+        let chains = match mode {
+            Mode::ClosedLoop { concurrency } => concurrency,
+            Mode::OpenLoop { .. } => 256,
+        };
+        eprintln!("bare JetStream: {logins} logins' worth of messages, {chains} at once…");
+        match bare::run(&url, logins, chains).await {
+            Ok(b) => report.set_bare(b),
+            Err(e) => eprintln!("bare JetStream comparison failed: {e:#}"),
+        }
+    }
     if let Some(s) = spawned {
         s.stop().await;
     }
@@ -168,7 +232,7 @@ async fn fail(e: anyhow::Error, spawned: Option<spawn::Spawned>) -> anyhow::Erro
         Some(s) => {
             let tail = s.log_tail();
             s.stop().await;
-            e.context(format!("wxlogin up's log ends with:\n{tail}"))
+            e.context(format!("the spawned wxlogin logged:\n{tail}"))
         }
         None => e,
     }

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::{Mode, load::Measured, load::Plan};
+use super::{Mode, bare::Bare, catch_up::CatchUp, load::Measured, load::Plan};
 use crate::sim::SimStats;
 
 #[derive(Debug, Clone, Serialize)]
@@ -17,7 +17,9 @@ pub struct Report {
     pub api: String,
     pub mode: Mode,
     pub elapsed_secs: f64,
-    /// Logins started.
+    /// Logins started during the warm-up; left out of every other figure.
+    pub warmup_logins: u64,
+    /// Logins started (after the warm-up).
     pub sent: u64,
     /// Open loop only: logins skipped because too many were in flight.
     pub not_sent: u64,
@@ -37,6 +39,14 @@ pub struct Report {
     pub memory: BTreeMap<u32, Memory>,
     /// One entry per second of the run (by completion time).
     pub timeline: Vec<Second>,
+    /// The latency distribution: (percentile, ms), from 0 to 100.
+    pub distribution: Vec<(f64, f64)>,
+    /// The upserter's backlog when the load ended, and how long it took to apply it.
+    pub upserter: Option<CatchUp>,
+    /// The same machine's bare JetStream doing a login's messages (no HTTP, no database).
+    pub bare: Option<Bare>,
+    /// `throughput_per_sec / bare.logins_per_sec`: how close the pipeline gets to its ceiling.
+    pub fraction_of_bare: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +71,8 @@ pub struct Upstream {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
+    /// What the process is, when the bench spawned it (`up`, `ingress`, `worker-0`, …).
+    pub role: Option<String>,
     pub rss_start_kib: u64,
     pub rss_end_kib: u64,
     /// The largest VmRSS sampled (every 250 ms).
@@ -77,6 +89,11 @@ pub struct Second {
     pub p99_ms: f64,
     pub max_ms: f64,
 }
+
+/// Where the distribution is read: denser towards the tail, as HdrHistogram plots it.
+const DISTRIBUTION_PERCENTILES: &[f64] = &[
+    0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
+];
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
@@ -104,7 +121,13 @@ fn diff<K: Ord + Copy>(after: &BTreeMap<K, u64>, before: &BTreeMap<K, u64>) -> B
 }
 
 impl Report {
-    pub(super) fn new(plan: &Plan, m: Measured, before: &SimStats, after: &SimStats) -> Report {
+    pub(super) fn new(
+        plan: &Plan,
+        m: Measured,
+        before: &SimStats,
+        after: &SimStats,
+        roles: &BTreeMap<u32, String>,
+    ) -> Report {
         let elapsed = m.elapsed.as_secs_f64().max(1e-6);
         let completed: u64 = m.outcomes.values().sum();
         Report {
@@ -112,6 +135,7 @@ impl Report {
             api: plan.api.clone(),
             mode: plan.mode,
             elapsed_secs: (elapsed * 1000.0).round() / 1000.0,
+            warmup_logins: m.warmup,
             sent: m.sent,
             not_sent: m.not_sent,
             succeeded: m.succeeded,
@@ -133,6 +157,7 @@ impl Report {
                 .iter()
                 .map(|(&pid, &[start, end, peak, hwm])| {
                     let mem = Memory {
+                        role: roles.get(&pid).cloned(),
                         rss_start_kib: start,
                         rss_end_kib: end,
                         rss_peak_sampled_kib: peak,
@@ -153,13 +178,33 @@ impl Report {
                     max_ms: ms(h.max()),
                 })
                 .collect(),
+            distribution: DISTRIBUTION_PERCENTILES
+                .iter()
+                .map(|&p| (p, ms(m.latency.value_at_percentile(p))))
+                .collect(),
+            upserter: None,
+            bare: None,
+            fraction_of_bare: None,
         }
+    }
+
+    pub(super) fn set_bare(&mut self, bare: Bare) {
+        let fraction = self.throughput_per_sec / bare.logins_per_sec.max(1.0);
+        self.fraction_of_bare = Some((fraction * 1000.0).round() / 1000.0);
+        self.bare = Some(bare);
     }
 
     /// The human summary printed at the end of a run.
     pub fn summary(&self) -> String {
         let l = &self.latency_ms;
         let mut s = String::new();
+        if self.warmup_logins > 0 {
+            let _ = write!(
+                s,
+                "\n{} logins of warm-up left out of the figures.",
+                self.warmup_logins
+            );
+        }
         let _ = writeln!(
             s,
             "\n{} logins sent in {:.1} s ({:?}): {} succeeded ({} via ticket), {} failed, {} not sent",
@@ -182,10 +227,37 @@ impl Report {
             "upstream calls {} by errcode {:?}, calls per code {:?}",
             self.upstream.calls, self.upstream.by_errcode, self.upstream.calls_per_code
         );
+        if let Some(c) = &self.upserter {
+            let _ = match c.caught_up_secs {
+                Some(secs) => writeln!(
+                    s,
+                    "database: {} result events still to apply when the load ended, applied within {secs:.2} s",
+                    c.backlog_at_end
+                ),
+                None => writeln!(
+                    s,
+                    "database: {} result events still to apply when the load ended, NOT applied within 120 s",
+                    c.backlog_at_end
+                ),
+            };
+        }
+        if let (Some(b), Some(f)) = (&self.bare, self.fraction_of_bare) {
+            let _ = writeln!(
+                s,
+                "bare JetStream on this machine: {:.0} logins' worth/s ({} publishes, {} consumes, {} reads each; {:.0} operations/s); the pipeline reached {:.1}% of it",
+                b.logins_per_sec,
+                b.publishes_per_login,
+                b.consumes_per_login,
+                b.reads_per_login,
+                b.operations_per_sec,
+                f * 100.0
+            );
+        }
         for (pid, m) in &self.memory {
             let _ = writeln!(
                 s,
-                "pid {pid}: VmRSS {:.1} MiB at start, {:.1} MiB at end, peak {:.1} MiB (VmHWM {:.1} MiB)",
+                "{} (pid {pid}): VmRSS {:.1} MiB at start, {:.1} MiB at end, peak {:.1} MiB (VmHWM {:.1} MiB)",
+                m.role.as_deref().unwrap_or("process"),
                 m.rss_start_kib as f64 / 1024.0,
                 m.rss_end_kib as f64 / 1024.0,
                 m.rss_peak_sampled_kib as f64 / 1024.0,
@@ -216,7 +288,7 @@ impl Report {
                 .join(" ")
         };
         let mut svg = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{total}\" font-family=\"sans-serif\" font-size=\"12\">\n\
              <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
              <text x=\"{pad}\" y=\"20\">wxlogin bench: latency per second (ms; max {top:.1}) and completions (grey, max {busiest}/s)</text>\n\
              <line x1=\"{pad}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"black\"/>\n\
@@ -225,6 +297,7 @@ impl Report {
             b = h - pad,
             r = w - pad,
             t = h - pad + 16.0,
+            total = 2.0 * h,
         );
         for (i, s) in self.timeline.iter().enumerate() {
             let bar = s.completed as f64 / busiest.max(1) as f64 * (h - 2.0 * pad);
@@ -259,7 +332,46 @@ impl Report {
                 pad - 8.0
             );
         }
+        svg.push_str(&self.distribution_panel(w, h, pad));
         svg.push_str("</svg>\n");
         svg
+    }
+
+    /// The latency distribution below the timeline: latency against percentile, the x axis
+    /// stretched towards the tail (log of 1 / (1 − p)) as HdrHistogram plots it.
+    fn distribution_panel(&self, w: f64, h: f64, pad: f64) -> String {
+        let tail = |p: f64| (1.0 / (1.0 - p / 100.0).max(1e-5)).log10().min(5.0);
+        let top = self
+            .distribution
+            .iter()
+            .map(|&(_, v)| v)
+            .fold(1.0_f64, f64::max);
+        let x = |p: f64| pad + tail(p) / 5.0 * (w - 2.0 * pad);
+        let y = |v: f64| 2.0 * h - pad - v / top * (h - 2.0 * pad);
+        let points: Vec<String> = self
+            .distribution
+            .iter()
+            .map(|&(p, v)| format!("{:.1},{:.1}", x(p), y(v)))
+            .collect();
+        let mut out = format!(
+            "<text x=\"{pad}\" y=\"{}\">latency distribution (ms; max {top:.1}) by percentile</text>\n\
+             <line x1=\"{pad}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"black\"/>\n\
+             <line x1=\"{pad}\" y1=\"{}\" x2=\"{pad}\" y2=\"{b}\" stroke=\"black\"/>\n\
+             <polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"{}\"><title>latency by percentile</title></polyline>\n",
+            h + 20.0,
+            h + pad,
+            points.join(" "),
+            b = 2.0 * h - pad,
+            r = w - pad,
+        );
+        for p in [0.0, 50.0, 90.0, 99.0, 99.9, 99.99] {
+            let _ = writeln!(
+                out,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{p}%</text>",
+                x(p),
+                2.0 * h - pad + 16.0
+            );
+        }
+        out
     }
 }

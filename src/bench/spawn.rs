@@ -1,6 +1,8 @@
 //! `wxlogin bench --spawn`: everything a figure needs on a fresh machine. A temporary
-//! nats-server, the simulator in this process (0 ms latency, no quota), and `wxlogin up` as a
-//! child process (so its memory is its own) on a temporary SQLite file.
+//! nats-server, the simulator in this process (no quota; latency as asked), and wxlogin as
+//! child processes (so their memory is their own): `wxlogin up`, or an ingress, N exchange
+//! workers and an upserter as separate processes. The database is a temporary SQLite file
+//! unless a URL is given (e.g. a fresh PostgreSQL database).
 
 use std::{
     path::PathBuf,
@@ -14,21 +16,32 @@ use tokio::process::{Child, Command};
 use crate::{
     crypto::MasterKey,
     natsd::NatsServer,
-    sim::{self, SimApp, SimConfig, SimServer},
+    sim::{self, Faults, SimApp, SimConfig, SimServer},
 };
+
+/// What to start.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnPlan {
+    /// `None`: one `wxlogin up`; `Some(n)`: an ingress, n workers and an upserter.
+    pub workers: Option<usize>,
+    /// The simulator's answer latency.
+    pub sim_latency: Duration,
+    /// The database; `None`: a temporary SQLite file.
+    pub database_url: Option<String>,
+}
 
 /// The spawned parts; dropping them kills them.
 pub struct Spawned {
     nats: NatsServer,
     sim: SimServer,
-    child: Child,
+    /// (role, process), the ingress (or `up`) first.
+    children: Vec<(String, Child)>,
     api: String,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Spawned {
-    pub async fn start(appid: &str) -> anyhow::Result<Spawned> {
+    pub async fn start(appid: &str, plan: &SpawnPlan) -> anyhow::Result<Spawned> {
         let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
         let nats = NatsServer::start_temporary()
             .await
@@ -40,67 +53,102 @@ impl Spawned {
         let secret = app.secret.clone();
         let sim = sim::spawn(SimConfig {
             apps: vec![app],
+            faults: Faults {
+                latency_ms: plan.sim_latency.as_millis() as u64,
+                ..Faults::default()
+            },
             ..SimConfig::default()
         })
         .await
         .context("cannot start the simulator")?;
         let http_addr = free_loopback_addr()?;
-        let log = dir.path().join("wxlogin-up.log");
-        let log_file = std::fs::File::create(&log)?;
+        let db = match &plan.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("bench.db").display()
+            ),
+        };
+        let env: Vec<(&str, String)> = vec![
+            ("WXLOGIN_NATS_URL", nats.url().to_owned()),
+            ("WXLOGIN_DATABASE_URL", db),
+            ("WXLOGIN_HTTP_ADDR", http_addr.to_string()),
+            ("WXLOGIN_WECHAT_BASE_URL", sim.base_url()),
+            ("WXLOGIN_APPS", format!("{appid}={secret}")),
+            // The quota is not what is measured: far above any rate this machine reaches.
+            ("WXLOGIN_APP_QUOTA", "1000000000/60s".into()),
+            ("WXLOGIN_MASTER_KEY", MasterKey::generate().to_base64()),
+            (
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
+        ];
+        let mut spawned = Spawned {
+            nats,
+            sim,
+            children: Vec::new(),
+            api: format!("http://{http_addr}"),
+            dir,
+        };
+        let roles: Vec<String> = match plan.workers {
+            None => vec!["up".into()],
+            Some(n) => {
+                // Separate roles do not migrate: do it once, as an operator would.
+                let status = spawned.command("migrate", &env)?.status().await?;
+                if !status.success() {
+                    bail!("wxlogin migrate failed ({status}):\n{}", spawned.log_tail());
+                }
+                let mut roles = vec!["ingress".to_owned(), "upserter".to_owned()];
+                roles.extend((0..n).map(|i| format!("worker-{i}")));
+                roles
+            }
+        };
+        for role in roles {
+            let child = spawned
+                .command(&role, &env)?
+                .spawn()
+                .with_context(|| format!("cannot start `wxlogin {role}`"))?;
+            spawned.children.push((role, child));
+        }
+        if let Err(e) = spawned.wait_ready().await {
+            let tail = spawned.log_tail();
+            spawned.stop().await;
+            return Err(e.context(format!("the spawned wxlogin logged:\n{tail}")));
+        }
+        Ok(spawned)
+    }
+
+    /// `wxlogin <role>` with only our settings (a WXLOGIN_* of the caller's shell must not
+    /// redirect the run), logging to `<role>.log` in the temporary directory.
+    fn command(&self, role: &str, env: &[(&str, String)]) -> anyhow::Result<Command> {
+        let log = std::fs::File::create(self.dir.path().join(format!("{role}.log")))?;
         let exe = std::env::current_exe().context("cannot find the wxlogin binary")?;
         let mut cmd = Command::new(exe);
-        // Only our settings: a WXLOGIN_* of the caller's shell must not redirect the run.
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy().into_owned();
             if name.starts_with("WXLOGIN_") && name != "WXLOGIN_NATS_SERVER_BIN" {
                 cmd.env_remove(name);
             }
         }
-        let db = dir.path().join("bench.db");
-        cmd.arg("up")
-            .current_dir(dir.path())
-            .env("WXLOGIN_NATS_URL", nats.url())
-            .env(
-                "WXLOGIN_DATABASE_URL",
-                format!("sqlite://{}?mode=rwc", db.display()),
-            )
-            .env("WXLOGIN_HTTP_ADDR", http_addr.to_string())
-            .env("WXLOGIN_WECHAT_BASE_URL", sim.base_url())
-            .env("WXLOGIN_APPS", format!("{appid}={secret}"))
-            // The quota is not what is measured: far above any rate this machine reaches.
-            .env("WXLOGIN_APP_QUOTA", "1000000000/60s")
-            .env("WXLOGIN_MASTER_KEY", MasterKey::generate().to_base64())
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+        // `worker-3` runs `wxlogin worker`.
+        cmd.arg(role.split('-').next().unwrap_or(role))
+            .current_dir(self.dir.path())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log_file)
+            .stderr(log)
             .kill_on_drop(true);
-        let child = cmd.spawn().context("cannot start `wxlogin up`")?;
-        let mut spawned = Spawned {
-            nats,
-            sim,
-            child,
-            api: format!("http://{http_addr}"),
-            log,
-            _dir: dir,
-        };
-        if let Err(e) = spawned.wait_ready().await {
-            let tail = spawned.log_tail();
-            spawned.stop().await;
-            return Err(e.context(format!("wxlogin up's log ends with:\n{tail}")));
-        }
-        Ok(spawned)
+        Ok(cmd)
     }
 
     async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("wxlogin up exited at start ({status})");
+            for (role, child) in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    bail!("wxlogin {role} exited at start ({status})");
+                }
             }
             let ready = http
                 .get(format!("{}/readyz", self.api))
@@ -112,7 +160,7 @@ impl Spawned {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("wxlogin up was not ready within 60 s");
+                bail!("wxlogin was not ready within 60 s");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -130,19 +178,38 @@ impl Spawned {
         self.nats.url()
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
+    /// The spawned processes: (role, pid).
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.children
+            .iter()
+            .map(|(role, c)| (role.clone(), c.id().unwrap_or(0)))
+            .collect()
     }
 
-    /// The last lines `wxlogin up` logged (it logs no secrets).
+    /// The last lines each spawned process logged (wxlogin logs no secrets).
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path: PathBuf = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                out.push_str(&format!("== {}\n", path.display()));
+                out.push_str(&lines[lines.len().saturating_sub(20)..].join("\n"));
+                out.push('\n');
+            }
+        }
+        out
     }
 
     pub async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        for (_, child) in &mut self.children {
+            let _ = child.kill().await;
+        }
         self.sim.shutdown().await;
         self.nats.stop().await;
     }

@@ -48,6 +48,7 @@ pub struct AppLimiter {
     slots: tokio::sync::Mutex<VecDeque<i64>>,
     waiting: AtomicUsize,
     paused_until_us: AtomicI64,
+    used: crate::meter::QuotaUse,
 }
 
 struct Waiting<'a>(&'a AtomicUsize);
@@ -74,6 +75,7 @@ impl AppLimiter {
             slots: tokio::sync::Mutex::new(VecDeque::new()),
             waiting: AtomicUsize::new(0),
             paused_until_us: AtomicI64::new(0),
+            used: crate::meter::QuotaUse::new(appid, quota),
         }
     }
 
@@ -106,6 +108,7 @@ impl AppLimiter {
                 continue;
             }
             slots.pop_front();
+            self.used.call(now / 1_000_000);
             return Ok(());
         }
     }
@@ -116,6 +119,11 @@ impl AppLimiter {
         let until = self.budget.pause(&self.appid, self.window_us).await?;
         self.note_pause(until);
         Ok(())
+    }
+
+    /// Brings `wxlogin_quota_used_calls` up to date when no call has been made lately.
+    pub fn refresh_usage(&self) {
+        self.used.refresh(now_us() / 1_000_000);
     }
 
     /// Another worker (or we) paused this app until `until_us`.

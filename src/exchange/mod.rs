@@ -138,9 +138,20 @@ impl Exchanger {
         }
     }
 
-    /// Keeps every limiter informed of 45011 pauses seen by any worker of the fleet.
+    /// Keeps every limiter informed of 45011 pauses seen by any worker of the fleet, and its
+    /// quota-use gauge current.
     pub async fn follow_fleet_pauses(self: Arc<Self>) {
         let limiters = self.limiters.clone();
+        let refresher = {
+            let limiters = limiters.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    limiters.values().for_each(|l| l.refresh_usage());
+                }
+            })
+        };
+        let _refresher = tokio_util::task::AbortOnDropHandle::new(refresher);
         if let Err(e) = self
             .budget
             .watch_pauses(|appid, until| {
@@ -159,7 +170,12 @@ impl Exchanger {
     #[tracing::instrument(skip_all, fields(login_id = %incoming.request.login_id, appid = %incoming.request.appid))]
     pub async fn handle(&self, incoming: &Incoming) -> Result<Outcome, WorkerError> {
         let req = &incoming.request;
-        let claim = self.ledger.claim(&req.code_key, &req.login_id).await?;
+        // Taken before the claim is written, so the claim's age is never underestimated.
+        let claimed_at = std::time::Instant::now();
+        let claim = self
+            .ledger
+            .claim(&req.appid, &req.code_key, &req.login_id)
+            .await?;
         let mut took_over = false;
         let mut revision = match claim {
             Claim::Won { revision } => revision,
@@ -195,7 +211,10 @@ impl Exchanger {
             }
         };
         let started = std::time::Instant::now();
-        let Some((outcome, calls)) = self.exchange(req, took_over, &mut revision).await else {
+        let Some((outcome, calls)) = self
+            .exchange(req, took_over, &mut revision, claimed_at)
+            .await
+        else {
             // Another worker took the code over while we waited: it answers for it now.
             return Ok(Outcome::InFlightElsewhere);
         };
@@ -211,6 +230,7 @@ impl Exchanger {
             outcome,
         };
         let result = self.record(result).await?;
+        tracing::debug!(calls, "result recorded");
         self.reply(incoming, &result).await;
         Ok(Outcome::Exchanged(result))
     }
@@ -243,6 +263,7 @@ impl Exchanger {
         req: &LoginRequested,
         took_over: bool,
         revision: &mut u64,
+        mut claimed_at: std::time::Instant,
     ) -> Option<(LoginOutcome, u32)> {
         let failure = |errcode, reason| LoginOutcome::Failure { errcode, reason };
         let (Some(secret), Some(limiter)) =
@@ -286,22 +307,33 @@ impl Exchanger {
             if events::now_ms() >= deadline {
                 return expired(calls);
             }
-            // Renew our claim right before calling, so it never looks stale while we are alive
-            // (e.g. after a long wait for quota); if someone took it over, we must not call.
-            match self
-                .ledger
-                .take_over(&req.code_key, &req.login_id, *revision)
-                .await
-            {
-                Ok(Some(renewed)) => *revision = renewed,
-                Ok(None) => {
-                    tracing::warn!("our claim was taken over while we waited; not calling WeChat");
-                    return None;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot renew the claim; waiting");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    continue;
+            // Renew our claim before calling once it has aged (e.g. after a long wait for
+            // quota), so it never looks stale while we are alive; if someone took it over, we
+            // must not call. A claim younger than a third of the stale age cannot have been
+            // taken over (that needs it to look stale), so the usual call costs no round trip.
+            if claimed_at.elapsed() < self.stale_claim / 3 {
+                // Fresh: nobody can have taken it over.
+            } else {
+                match self
+                    .ledger
+                    .take_over(&req.code_key, &req.login_id, *revision)
+                    .await
+                {
+                    Ok(Some(renewed)) => {
+                        *revision = renewed;
+                        claimed_at = std::time::Instant::now();
+                    }
+                    Ok(None) => {
+                        tracing::warn!(
+                            "our claim was taken over while we waited; not calling WeChat"
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot renew the claim; waiting");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        continue;
+                    }
                 }
             }
             calls += 1;

@@ -1,28 +1,40 @@
-//! Recording a result: publishing it on the results stream (whose de-duplication keeps the
-//! first result of a code authoritative), recording it in the ledger, and answering the ingress.
+//! Recording a result: publishing it on the code's own subject of the results stream, where
+//! the first result of a code is the only one (see [`crate::ledger`]), and answering the
+//! ingress.
 
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 
 use super::{Exchanger, Incoming, WorkerError};
-use crate::events::{self, HEADER_LOGIN_ID, HEADER_MSG_ID, LoginResult};
+use crate::{
+    events::{self, HEADER_LOGIN_ID, LoginResult},
+    ledger::Recorded,
+};
 
 impl Exchanger {
-    /// Publishes and records a result we hold, retrying through NATS hiccups (a cluster leader
-    /// change, a reconnect) instead of giving the message back: the WeChat answer exists only
-    /// in this process, and a redelivered code could not be exchanged again.
+    /// Publishes the result we hold and returns the one the stream keeps, retrying through
+    /// NATS hiccups (a cluster leader change, a reconnect) instead of giving the message back:
+    /// the WeChat answer exists only in this process, and a redelivered code could not be
+    /// exchanged again. If a worker that died after publishing left a result, that one stays
+    /// authoritative and is what we answer with.
     pub(super) async fn record(&self, result: LoginResult) -> Result<LoginResult, WorkerError> {
         let give_up = tokio::time::Instant::now() + self.topology.exchange_ack_wait * 4;
         let mut attempt = 0;
         loop {
-            let step = async {
-                let kept = self.publish_result(result.clone()).await?;
-                self.ledger.finish(&kept.code_key, &kept).await?;
-                Ok::<_, WorkerError>(kept)
-            };
-            match step.await {
-                Ok(kept) => return Ok(kept),
+            match self.ledger.record(&result).await {
+                Ok(Recorded::Ours(seq)) => {
+                    tracing::debug!(seq, "result published");
+                    return Ok(result);
+                }
+                Ok(Recorded::Earlier(first)) => {
+                    if first.login_id != result.login_id {
+                        tracing::warn!(
+                            "a result for this code was already published; answering with it"
+                        );
+                    }
+                    return Ok(*first);
+                }
                 Err(e) if tokio::time::Instant::now() < give_up => {
                     crate::meter::nats_error("record_result");
                     tracing::warn!(error = %e, attempt, "cannot record the result yet; retrying");
@@ -30,48 +42,8 @@ impl Exchanger {
                         .await;
                     attempt += 1;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
-        }
-    }
-
-    /// Publishes the result and returns the one the stream keeps. The stream de-duplicates by
-    /// code hash, so if a worker died after publishing but before recording in the ledger, the
-    /// result it published stays authoritative and is what we answer with.
-    async fn publish_result(&self, result: LoginResult) -> Result<LoginResult, WorkerError> {
-        let unavailable = |e: &dyn std::fmt::Display| WorkerError::Unavailable(e.to_string());
-        let mut headers = HeaderMap::new();
-        headers.insert(HEADER_MSG_ID, result.code_key.as_str());
-        headers.insert(HEADER_LOGIN_ID, result.login_id.as_str());
-        let subject = self.topology.result_subject(&result.appid);
-        let ack = self
-            .js
-            .publish_with_headers(subject, headers, events::encode(&result))
-            .await
-            .map_err(|e| unavailable(&e))?
-            .await
-            .map_err(|e| unavailable(&e))?;
-        if !ack.duplicate {
-            return Ok(result);
-        }
-        let stream = self
-            .js
-            .get_stream(self.topology.results_stream())
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let original = stream
-            .get_raw_message(ack.sequence)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        match LoginResult::decode(&original.payload) {
-            Ok(first) => {
-                tracing::warn!(
-                    seq = ack.sequence,
-                    "a result for this code was already published; answering with it"
-                );
-                Ok(first)
-            }
-            Err(e) => Err(unavailable(&e)),
         }
     }
 

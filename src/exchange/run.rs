@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::{Exchanger, Incoming, Outcome};
-use crate::events::{HEADER_REPLY, LoginRequested};
+use crate::events::{HEADER_LOGIN_ID, HEADER_REPLY, LoginRequested};
 
 /// Runs until `shutdown`, then finishes the exchanges it holds and returns.
 pub async fn run(
@@ -73,8 +73,11 @@ async fn process(exchanger: &Exchanger, msg: jetstream::Message) {
     let request = match LoginRequested::decode(&msg.payload) {
         Ok(r) => r,
         Err(e) => {
-            // Nothing can ever exchange this; keep it out of the queue for good.
-            tracing::error!(error = %e, subject = %msg.subject, "malformed login request terminated");
+            // Nothing can ever exchange this; keep it out of the queue for good. The header's
+            // login id (if any) makes it traceable.
+            let login_id = msg.headers.as_ref().and_then(|h| h.get(HEADER_LOGIN_ID));
+            let login_id = login_id.map(|v| v.as_str().to_owned());
+            tracing::error!(error = %e, subject = %msg.subject, ?login_id, "malformed login request terminated");
             let _ = msg.ack_with(AckKind::Term).await;
             return;
         }
@@ -106,6 +109,7 @@ async fn process(exchanger: &Exchanger, msg: jetstream::Message) {
             AckKind::Nak(Some(Duration::from_secs(1)))
         }
     };
+    tracing::debug!(login_id = %incoming.request.login_id, ?ack, "code message settled");
     if let Err(e) = msg.ack_with(ack).await {
         tracing::warn!(error = %e, "ack failed; the message will be redelivered");
     }

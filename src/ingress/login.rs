@@ -95,19 +95,34 @@ pub async fn post_login(
     body: Body,
 ) -> Response {
     let started = std::time::Instant::now();
-    match login(&ingress, &headers, body).await {
-        Ok(r) => {
-            crate::meter::login_answered(r.status().as_u16(), 0, started);
-            r
-        }
+    // One id for the login's whole path: this span, the NATS headers, the worker's and the
+    // upserter's spans, the result event, and the answer's `Wxlogin-Login-Id` header.
+    let login_id = uuid::Uuid::now_v7().simple().to_string();
+    tracing::Span::current().record("login_id", login_id.as_str());
+    let (mut response, errcode) = match login(&ingress, &headers, body, &login_id).await {
+        Ok(r) => (r, 0),
         Err(e) => {
-            crate::meter::login_answered(e.status.as_u16(), e.errcode, started);
-            e.into_response()
+            let errcode = e.errcode;
+            (e.into_response(), errcode)
         }
+    };
+    let status = response.status().as_u16();
+    crate::meter::login_answered(status, errcode, started);
+    tracing::debug!(status, errcode, "login answered");
+    if let Ok(v) = axum::http::HeaderValue::from_str(&login_id) {
+        // HTTP header names are lower case (the NATS header is `Wxlogin-Login-Id`).
+        let name = axum::http::HeaderName::from_static("wxlogin-login-id");
+        response.headers_mut().insert(name, v);
     }
+    response
 }
 
-async fn login(ingress: &Ingress, headers: &HttpHeaders, body: Body) -> Result<Response, ApiError> {
+async fn login(
+    ingress: &Ingress,
+    headers: &HttpHeaders,
+    body: Body,
+    login_id: &str,
+) -> Result<Response, ApiError> {
     let body = body::read(headers, body, ingress.max_body_bytes).await?;
     let appid = match body.appid {
         None | Some(serde_json::Value::Null) if ingress.appids.len() == 1 => {
@@ -131,12 +146,11 @@ async fn login(ingress: &Ingress, headers: &HttpHeaders, body: Body) -> Result<R
     }
     let ticket = Ticket {
         token: sessions::new_token(),
-        login_id: uuid::Uuid::now_v7().simple().to_string(),
+        login_id: login_id.to_owned(),
         code_key: ledger::code_key(&appid, &code),
         received_at_ms: events::now_ms(),
         appid,
     };
-    tracing::Span::current().record("login_id", ticket.login_id.as_str());
     let (tx, rx) = tokio::sync::oneshot::channel();
     ingress.waiters.insert(ticket.login_id.clone(), tx);
     let published = publish(ingress, &ticket, &code).await;
@@ -149,6 +163,7 @@ async fn login(ingress: &Ingress, headers: &HttpHeaders, body: Body) -> Result<R
             return Err(error::UNAVAILABLE);
         }
     };
+    tracing::debug!(duplicate, "code published");
     if duplicate {
         ingress.waiters.remove(&ticket.login_id);
         return duplicate_login(ingress, ticket).await;
@@ -194,21 +209,29 @@ async fn publish(ingress: &Ingress, ticket: &Ticket, code: &str) -> Result<bool,
 /// The same code was submitted before. If its exchange already ended, this is a reuse: 409.
 /// Otherwise wait for the first exchange and share its outcome.
 async fn duplicate_login(ingress: &Ingress, ticket: Ticket) -> Result<Response, ApiError> {
-    if let Some(LedgerEntry::Done { .. }) = ledger_get(ingress, &ticket.code_key).await? {
+    if let Some(LedgerEntry::Done { .. }) =
+        ledger_get(ingress, &ticket.appid, &ticket.code_key).await?
+    {
         return Err(error::CODE_USED);
     }
     let deadline = tokio::time::Instant::now() + ingress.login_wait;
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Some(LedgerEntry::Done { result }) = ledger_get(ingress, &ticket.code_key).await? {
+        if let Some(LedgerEntry::Done { result }) =
+            ledger_get(ingress, &ticket.appid, &ticket.code_key).await?
+        {
             return answer(ingress, &ticket, &result).await;
         }
     }
     accepted(ingress, &ticket)
 }
 
-async fn ledger_get(ingress: &Ingress, code_key: &str) -> Result<Option<LedgerEntry>, ApiError> {
-    ingress.ledger.get(code_key).await.map_err(|e| {
+async fn ledger_get(
+    ingress: &Ingress,
+    appid: &str,
+    code_key: &str,
+) -> Result<Option<LedgerEntry>, ApiError> {
+    ingress.ledger.get(appid, code_key).await.map_err(|e| {
         tracing::warn!(error = %e, "code ledger unavailable");
         error::UNAVAILABLE
     })
@@ -243,7 +266,7 @@ fn accepted(ingress: &Ingress, ticket: &Ticket) -> Result<Response, ApiError> {
         super::openapi::TicketErrors,
     ),
 )]
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(skip_all, fields(login_id))]
 pub async fn get_ticket(
     State(ingress): State<Arc<Ingress>>,
     Path(sealed): Path<String>,
@@ -257,6 +280,7 @@ pub async fn get_ticket(
         Some(t) => t,
         None => return error::UNKNOWN_TICKET.into_response(),
     };
+    tracing::Span::current().record("login_id", ticket.login_id.as_str());
     let age = Duration::from_millis(
         events::now_ms()
             .saturating_sub(ticket.received_at_ms)
@@ -265,7 +289,7 @@ pub async fn get_ticket(
     if age > ingress.topology.ledger_max_age() {
         return error::UNKNOWN_TICKET.into_response();
     }
-    let result = match ledger_get(&ingress, &ticket.code_key).await {
+    let result = match ledger_get(&ingress, &ticket.appid, &ticket.code_key).await {
         Ok(Some(LedgerEntry::Done { result })) => answer(&ingress, &ticket, &result).await,
         Ok(_) if age > ingress.topology.code_ttl + 2 * ingress.topology.exchange_ack_wait => {
             Err(error::EXPIRED)

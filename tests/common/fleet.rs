@@ -27,6 +27,8 @@ pub struct FleetOptions {
     pub code_ttl_secs: u64,
     pub ack_wait_secs: u64,
     pub sim: SimConfig,
+    /// `RUST_LOG` of every role.
+    pub log_filter: String,
 }
 
 impl Default for FleetOptions {
@@ -38,6 +40,7 @@ impl Default for FleetOptions {
             code_ttl_secs: 300,
             ack_wait_secs: 4,
             sim: super::test_sim_config(),
+            log_filter: "warn".into(),
         }
     }
 }
@@ -90,7 +93,7 @@ impl Fleet {
             ),
             ("WXLOGIN_UPSERT_BATCH", "100".into()),
             ("WXLOGIN_MASTER_KEY", MasterKey::generate().to_base64()),
-            ("RUST_LOG", "warn".into()),
+            ("RUST_LOG", opts.log_filter.clone()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
