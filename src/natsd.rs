@@ -89,9 +89,15 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server on a free loopback port with a temporary store.
     pub async fn start_temporary() -> Result<NatsServer, NatsdError> {
+        Self::start_temporary_with_env(&[]).await
+    }
+
+    /// Like [`start_temporary`](Self::start_temporary), with extra environment variables for
+    /// the server process (e.g. Go's `GOGC`).
+    pub async fn start_temporary_with_env(env: &[(&str, &str)]) -> Result<NatsServer, NatsdError> {
         let temp = tempfile::tempdir().map_err(|e| NatsdError::Start(e.to_string()))?;
         let dir = temp.path().to_path_buf();
-        let mut server = Self::start(&dir, None).await?;
+        let mut server = Self::spawn(&dir, None, &[], env).await?;
         server._temp = Some(temp);
         Ok(server)
     }
@@ -107,6 +113,15 @@ impl NatsServer {
         port: Option<u16>,
         extra: &[String],
     ) -> Result<NatsServer, NatsdError> {
+        Self::spawn(store_dir, port, extra, &[]).await
+    }
+
+    async fn spawn(
+        store_dir: &Path,
+        port: Option<u16>,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<NatsServer, NatsdError> {
         let bin = find_binary()?;
         let err = |e: std::io::Error| NatsdError::Start(e.to_string());
         std::fs::create_dir_all(store_dir).map_err(err)?;
@@ -115,6 +130,7 @@ impl NatsServer {
         std::fs::create_dir_all(&ports_dir).map_err(err)?;
         let port_arg = port.map(|p| p.to_string()).unwrap_or_else(|| "-1".into());
         let mut child = Command::new(&bin)
+            .envs(env.iter().copied())
             .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
             .arg(store_dir)
             .arg("--ports_file_dir")
@@ -155,6 +171,11 @@ impl NatsServer {
 
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub fn port(&self) -> u16 {

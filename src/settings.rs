@@ -28,7 +28,7 @@
 //! request_timeout_ms = 15000            # WXLOGIN_REQUEST_TIMEOUT_MS: the whole request; must exceed login_wait_ms
 //! # client_quota = "30/60s"             # WXLOGIN_CLIENT_QUOTA: login attempts per client IP (429); unset: off
 //! # trusted_proxies = ["10.0.0.0/8"]    # WXLOGIN_TRUSTED_PROXIES="10.0.0.0/8,192.0.2.7": X-Forwarded-For read only from these
-//! max_inflight_logins = 10000           # WXLOGIN_MAX_INFLIGHT_LOGINS: per ingress process; beyond: 503
+//! max_inflight_logins = 1000            # WXLOGIN_MAX_INFLIGHT_LOGINS: per ingress process; beyond: 503
 //! # metrics_addr = "127.0.0.1:9100"     # WXLOGIN_METRICS_ADDR: /metrics of a worker or upserter process (the ingress serves it on http_addr)
 //! # apps: WXLOGIN_APPS="wxAPPID=SECRET,wxAPPID2=SECRET2", or in TOML:
 //! # [[apps]]
@@ -181,7 +181,7 @@ impl Default for Settings {
             request_timeout_ms: 15_000,
             client_quota: None,
             trusted_proxies: TrustedProxies::default(),
-            max_inflight_logins: 10_000,
+            max_inflight_logins: 1_000,
             metrics_addr: None,
         }
     }

@@ -72,16 +72,30 @@ fn a_spawned_closed_loop_run_of_200_logins_reports_every_one_succeeded_with_one_
     assert!(report["fraction_of_bare"].as_f64().unwrap() > 0.0, "{text}");
     // The upserter applied every result event, within the time the bench waits for it.
     assert!(report["upserter"]["caught_up_secs"].is_number(), "{text}");
-    // The memory of the spawned `wxlogin up` is read from /proc.
+    // The memory and CPU time of `wxlogin up`, nats-server and the bench itself come from /proc.
     let memory = report["memory"].as_object().unwrap();
-    assert_eq!(memory.len(), 1, "{text}");
-    let peak = memory.values().next().unwrap()["rss_peak_sampled_kib"]
-        .as_u64()
-        .unwrap();
+    let roles: Vec<&str> = memory
+        .values()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles.len(), 3, "{text}");
+    for role in ["up", "nats-server", "bench+simulator"] {
+        assert!(roles.contains(&role), "{role} missing: {text}");
+    }
+    let up = memory.values().find(|m| m["role"] == "up").unwrap();
+    let peak = up["rss_peak_sampled_kib"].as_u64().unwrap();
     assert!(
         peak > 1024,
         "a running wxlogin up holds more than 1 MiB: {text}"
     );
+    let cpu = report["cpu"].as_object().unwrap();
+    assert_eq!(cpu.len(), 3, "{text}");
+    // 200 logins through real processes cost the bench's own process some CPU time.
+    let bench_cpu = cpu
+        .values()
+        .find(|c| c["role"] == "bench+simulator")
+        .unwrap();
+    assert!(bench_cpu["seconds"].as_f64().unwrap() > 0.0, "{text}");
 }
 
 #[test]
@@ -94,6 +108,9 @@ fn a_spawned_open_loop_run_sends_every_scheduled_login() {
         "--warmup",
         "500ms",
         "--no-bare",
+        // Reaches the spawned `wxlogin up`: answers come as 202 tickets, which the bench follows.
+        "--set",
+        "WXLOGIN_LOGIN_WAIT_MS=1",
     ]);
     assert!(
         report["mode"]["open_loop"]["rate"].as_f64() == Some(100.0),
@@ -107,5 +124,7 @@ fn a_spawned_open_loop_run_sends_every_scheduled_login() {
     // The simulator saw them all, warm-up included.
     assert_eq!(report["upstream"]["calls"], 100, "{text}");
     assert!(report["bare"].is_null(), "--no-bare: {text}");
+    assert!(report["via_ticket"].as_u64().unwrap() > 0, "{text}");
+    assert_eq!(report["spawned"]["WXLOGIN_LOGIN_WAIT_MS"], "1", "{text}");
     assert_percentiles_ordered(&report);
 }

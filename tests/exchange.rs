@@ -212,3 +212,38 @@ async fn a_session_key_leaves_the_step_only_sealed() {
     assert!(!event.contains(&key));
     assert!(!event.contains(&code));
 }
+
+#[tokio::test]
+async fn a_code_keeps_its_first_result_when_another_is_published_for_it() {
+    let rig = rig().await;
+    let code = rig.control.mint_code(APPID, "pia").await.unwrap();
+    let Outcome::Exchanged(first) = rig
+        .exchanger
+        .handle(&request(&rig, "l-6", &code))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    // A second result for the same code (a taken-over worker finishing late): refused by the
+    // stream, and the first is handed back.
+    let late = wxlogin::events::LoginResult {
+        login_id: "l-7".into(),
+        outcome: LoginOutcome::Failure {
+            errcode: 40163,
+            reason: wxlogin::events::FailureReason::Rejected,
+        },
+        ..first.clone()
+    };
+    match rig.exchanger.ledger.record(&late).await.unwrap() {
+        ledger::Recorded::Earlier(kept) => assert_eq!(*kept, first),
+        other => panic!("the second result was kept: {other:?}"),
+    }
+    let entry = rig
+        .exchanger
+        .ledger
+        .get(APPID, &first.code_key)
+        .await
+        .unwrap();
+    assert_eq!(entry, Some(ledger::LedgerEntry::Done { result: first }));
+}

@@ -130,7 +130,7 @@ fn the_hostile_input_limits_come_from_the_environment_or_the_toml_file() {
         let s = load(None)?;
         assert_eq!(s.client_quota, None, "no per-client quota unless asked");
         assert!(s.trusted_proxies.is_empty());
-        assert_eq!(s.max_inflight_logins, 10_000);
+        assert_eq!(s.max_inflight_logins, 1_000);
         assert_eq!((s.body_timeout_ms, s.request_timeout_ms), (10_000, 15_000));
         Ok(())
     });

@@ -10,7 +10,6 @@ use std::{
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
 use tokio::{
     sync::{Semaphore, mpsc},
     time::Instant,
@@ -18,7 +17,8 @@ use tokio::{
 
 use super::{
     Mode, Until,
-    memory::{sample_memory, sample_once},
+    client::Client,
+    memory::{cpu_now, sample_memory, sample_once},
 };
 use crate::sim::SimControl;
 
@@ -59,6 +59,8 @@ pub struct Measured {
     pub per_second: Vec<Histogram<u64>>,
     /// pid → (first, last, largest sampled VmRSS, VmHWM), KiB.
     pub memory: BTreeMap<u32, [u64; 4]>,
+    /// pid → CPU seconds (user + system) used during the measurement (after the warm-up).
+    pub cpu: BTreeMap<u32, f64>,
 }
 
 pub(super) struct Collector {
@@ -87,6 +89,7 @@ impl Measured {
             latency: histogram(),
             per_second: Vec::new(),
             memory: BTreeMap::new(),
+            cpu: BTreeMap::new(),
         }
     }
 }
@@ -209,6 +212,14 @@ pub async fn drive(plan: &Plan, control: &SimControl, pids: &[u32]) -> anyhow::R
         m: Measured::empty(),
     }));
     let sampler = tokio::spawn(sample_memory(pids.to_vec(), collector.clone()));
+    // CPU time is read when the measurement starts (after the warm-up) and when it ends.
+    let cpu_at_start = {
+        let pids = pids.to_vec();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from).await;
+            cpu_now(&pids)
+        })
+    };
     let deadline = match plan.until {
         Until::Elapsed(d) => Some(measure_from + d),
         Until::Count(_) => None,
@@ -227,6 +238,8 @@ pub async fn drive(plan: &Plan, control: &SimControl, pids: &[u32]) -> anyhow::R
         }
     };
     let elapsed = measure_from.elapsed();
+    let cpu_at_end = cpu_now(pids);
+    let cpu_at_start = cpu_at_start.await.unwrap_or_default();
     if let Some(m) = minter {
         m.abort();
     }
@@ -236,15 +249,12 @@ pub async fn drive(plan: &Plan, control: &SimControl, pids: &[u32]) -> anyhow::R
     let mut c = lock(&collector);
     c.m.elapsed = elapsed;
     c.m.sent = sent.saturating_sub(c.m.warmup);
+    c.m.cpu = cpu_at_end
+        .iter()
+        .filter_map(|(pid, end)| Some((*pid, end - cpu_at_start.get(pid)?)))
+        .collect();
     c.m.not_sent = not_sent;
     Ok(std::mem::replace(&mut c.m, Measured::empty()))
-}
-
-#[derive(Clone)]
-struct Client {
-    http: reqwest::Client,
-    api: String,
-    appid: String,
 }
 
 /// Sends login i at `start + i / rate`, whatever happened to the earlier ones.
@@ -319,100 +329,4 @@ async fn closed_loop(
         sent += r.unwrap_or(0);
     }
     (sent, 0)
-}
-
-impl Client {
-    /// One mini program's login: post the code, follow a 202 ticket, check the token with
-    /// `/v1/me`. `Ok(via_ticket)`, or a label of what went wrong (status and errcode: never
-    /// the code or the token).
-    async fn login(&self, code: &str) -> Result<bool, String> {
-        let body = json!({ "appid": self.appid, "code": code });
-        let resp = self
-            .http
-            .post(format!("{}/v1/login", self.api))
-            .json(&body)
-            .send()
-            .await;
-        let (status, answer) = read(resp, "login").await?;
-        let (token, via_ticket) = match status {
-            200 => (text(&answer, "token")?, false),
-            202 => (self.follow(&answer).await?, true),
-            _ => return Err(label("login", status, &answer)),
-        };
-        let resp = self
-            .http
-            .get(format!("{}/v1/me", self.api))
-            .bearer_auth(&token)
-            .send()
-            .await;
-        match read(resp, "me").await? {
-            (200, _) => Ok(via_ticket),
-            (status, answer) => Err(label("me", status, &answer)),
-        }
-    }
-
-    /// Polls a 202's ticket until it answers with a token or an error.
-    async fn follow(&self, accepted: &Value) -> Result<String, String> {
-        let mut answer = accepted.clone();
-        let give_up = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < give_up {
-            let wait = answer["retry_after_ms"].as_u64().unwrap_or(500).min(5_000);
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            let ticket = text(&answer, "ticket")?;
-            let resp = self
-                .http
-                .get(format!("{}/v1/login/{ticket}", self.api))
-                .send()
-                .await;
-            let (status, next) = read(resp, "ticket").await?;
-            match status {
-                200 => return text(&next, "token"),
-                202 => {
-                    if next.get("ticket").is_some() {
-                        answer = next;
-                    }
-                }
-                _ => return Err(label("ticket", status, &next)),
-            }
-        }
-        Err("ticket: still pending after 60 s".into())
-    }
-}
-
-async fn read(
-    resp: Result<reqwest::Response, reqwest::Error>,
-    step: &str,
-) -> Result<(u16, Value), String> {
-    let resp = resp.map_err(|e| transport(step, &e))?;
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.map_err(|e| transport(step, &e))?;
-    Ok((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
-}
-
-fn transport(step: &str, e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
-        "connect error"
-    } else {
-        "transport error"
-    };
-    format!("{step}: {kind}")
-}
-
-fn text(answer: &Value, field: &str) -> Result<String, String> {
-    answer[field]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("answer without {field}"))
-}
-
-fn label(step: &str, status: u16, answer: &Value) -> String {
-    match answer["errcode"].as_i64() {
-        Some(errcode) => format!("{step}: {status} errcode {errcode}"),
-        None => format!("{step}: {status}"),
-    }
 }

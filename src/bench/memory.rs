@@ -1,5 +1,6 @@
-//! The memory of the processes a benchmark watches (`--pid`, and `wxlogin up` with `--spawn`):
-//! VmRSS sampled four times a second, and the kernel's high-water mark (VmHWM), from `/proc`.
+//! The memory and CPU time of the processes a benchmark watches (`--pid`; with `--spawn` the
+//! spawned wxlogin processes, nats-server and the bench itself): VmRSS sampled four times a
+//! second, the kernel's high-water mark (VmHWM), and user + system CPU seconds, from `/proc`.
 
 use std::time::Duration;
 
@@ -36,4 +37,23 @@ pub fn read_memory(pid: u32) -> Option<(u64, u64)> {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
     };
     Some((field("VmRSS:")?, field("VmHWM:").unwrap_or(0)))
+}
+
+/// User + system CPU seconds the process has used so far, from `/proc/PID/stat`.
+pub fn read_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 ("state");
+    // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// CPU seconds of each process now.
+pub(super) fn cpu_now(pids: &[u32]) -> std::collections::BTreeMap<u32, f64> {
+    pids.iter()
+        .filter_map(|&pid| Some((pid, read_cpu_secs(pid)?)))
+        .collect()
 }

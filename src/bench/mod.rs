@@ -10,6 +10,8 @@
 
 pub mod bare;
 mod catch_up;
+mod chart;
+mod client;
 mod load;
 mod memory;
 mod report;
@@ -72,6 +74,15 @@ pub struct BenchArgs {
     /// With --spawn: the simulator answers code2Session after this long (e.g. 100ms).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub sim_latency: Duration,
+    /// With --spawn: Go's GOGC for the nats-server ("100" is Go's default). At 100 the
+    /// collector ran every ~2 s under load and its pauses dominated the p99; 400 trades
+    /// nats-server memory (~1 GB instead of ~0.5 GB after 20 s at full load) for fewer pauses.
+    #[arg(long, default_value = "400")]
+    pub nats_gogc: String,
+    /// With --spawn: a setting for the spawned wxlogin processes, e.g.
+    /// `--set WXLOGIN_MAX_INFLIGHT_LOGINS=2000`; repeatable.
+    #[arg(long = "set", value_name = "WXLOGIN_NAME=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
     /// With --spawn: the database wxlogin uses (e.g. a fresh PostgreSQL database); default a
     /// temporary SQLite file.
     #[arg(long)]
@@ -86,6 +97,13 @@ pub struct BenchArgs {
     /// (temporary SQLite), and drive those.
     #[arg(long)]
     pub spawn: bool,
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if k.starts_with("WXLOGIN_") => Ok((k.to_owned(), v.to_owned())),
+        _ => Err("expected WXLOGIN_NAME=VALUE".into()),
+    }
 }
 
 /// How the load is offered.
@@ -143,12 +161,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             workers: args.workers,
             sim_latency: args.sim_latency,
             database_url: args.database_url.clone(),
+            nats_gogc: Some(args.nats_gogc.clone()),
+            settings: args.settings.clone(),
         };
         let s = spawn::Spawned::start(&args.appid, &plan).await?;
         let spawned_pids = s.pids();
         eprintln!(
-            "spawned: nats-server {}, simulator {} ({:?} latency), wxlogin {:?} on {}",
+            "spawned: nats-server {} (GOGC={}), simulator {} ({:?} latency), wxlogin {:?} on {}",
             s.nats_url(),
+            args.nats_gogc,
             s.sim_url(),
             args.sim_latency,
             spawned_pids,
@@ -166,6 +187,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         )
     };
     pids.extend(args.pid.iter().copied());
+    // The generator (and, with --spawn, the simulator) shares the machine: its CPU counts.
+    let own = std::process::id();
+    pids.push(own);
+    roles.insert(
+        own,
+        if args.spawn {
+            "bench+simulator"
+        } else {
+            "bench"
+        }
+        .to_owned(),
+    );
     let control = SimControl::new(&sim_url);
     let before = control
         .stats()
@@ -190,6 +223,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         Some(s) => Some(s.nats_url().to_owned()),
         None => args.nats.clone(),
     };
+    if args.spawn {
+        let wxlogin = match args.workers {
+            None => "up".to_owned(),
+            Some(n) => format!("ingress, {n} worker(s), upserter"),
+        };
+        let database = match &args.database_url {
+            Some(url) if url.starts_with("postgres") => "postgresql",
+            Some(_) => "given",
+            None => "sqlite (temporary file)",
+        };
+        for (k, v) in [
+            ("wxlogin", wxlogin),
+            ("database", database.to_owned()),
+            (
+                "sim_latency",
+                humantime::format_duration(args.sim_latency).to_string(),
+            ),
+            ("nats_gogc", args.nats_gogc.clone()),
+        ]
+        .into_iter()
+        .chain(args.settings.iter().map(|(k, v)| (k.as_str(), v.clone())))
+        {
+            report.spawned.insert(k.to_owned(), v);
+        }
+    }
     if let Some(url) = &nats_url {
         match catch_up::measure(url, &args.nats_prefix, Duration::from_secs(120)).await {
             Ok(c) => report.upserter = Some(c),

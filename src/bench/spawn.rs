@@ -28,6 +28,10 @@ pub struct SpawnPlan {
     pub sim_latency: Duration,
     /// The database; `None`: a temporary SQLite file.
     pub database_url: Option<String>,
+    /// Go's `GOGC` for the nats-server (`None`: Go's default, 100).
+    pub nats_gogc: Option<String>,
+    /// More settings for the spawned wxlogin processes (`WXLOGIN_…`, value).
+    pub settings: Vec<(String, String)>,
 }
 
 /// The spawned parts; dropping them kills them.
@@ -43,7 +47,12 @@ pub struct Spawned {
 impl Spawned {
     pub async fn start(appid: &str, plan: &SpawnPlan) -> anyhow::Result<Spawned> {
         let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
-        let nats = NatsServer::start_temporary()
+        let env: Vec<(&str, &str)> = plan
+            .nats_gogc
+            .iter()
+            .map(|g| ("GOGC", g.as_str()))
+            .collect();
+        let nats = NatsServer::start_temporary_with_env(&env)
             .await
             .context("cannot start nats-server")?;
         let app = SimApp {
@@ -69,7 +78,7 @@ impl Spawned {
                 dir.path().join("bench.db").display()
             ),
         };
-        let env: Vec<(&str, String)> = vec![
+        let mut env: Vec<(&str, String)> = vec![
             ("WXLOGIN_NATS_URL", nats.url().to_owned()),
             ("WXLOGIN_DATABASE_URL", db),
             ("WXLOGIN_HTTP_ADDR", http_addr.to_string()),
@@ -83,6 +92,7 @@ impl Spawned {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             ),
         ];
+        env.extend(plan.settings.iter().map(|(k, v)| (k.as_str(), v.clone())));
         let mut spawned = Spawned {
             nats,
             sim,
@@ -178,12 +188,15 @@ impl Spawned {
         self.nats.url()
     }
 
-    /// The spawned processes: (role, pid).
+    /// The spawned processes: (role, pid), nats-server last.
     pub fn pids(&self) -> Vec<(String, u32)> {
-        self.children
+        let mut pids: Vec<(String, u32)> = self
+            .children
             .iter()
             .map(|(role, c)| (role.clone(), c.id().unwrap_or(0)))
-            .collect()
+            .collect();
+        pids.extend(self.nats.pid().map(|pid| ("nats-server".to_owned(), pid)));
+        pids
     }
 
     /// The last lines each spawned process logged (wxlogin logs no secrets).
