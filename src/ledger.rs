@@ -69,7 +69,7 @@ pub struct Ledger {
     kv: kv::Store,
     results: stream::Stream,
     js: jetstream::Context,
-    prefix: String,
+    topology: Topology,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> LedgerError {
@@ -96,13 +96,8 @@ impl Ledger {
             kv,
             results,
             js,
-            prefix: topology.prefix.clone(),
+            topology: topology.clone(),
         }
-    }
-
-    /// The subject that holds a code's one result.
-    pub fn result_subject(&self, appid: &str, code_key: &str) -> String {
-        result_subject(&self.prefix, appid, code_key)
     }
 
     /// Atomically claims the code for `login_id`, or returns who has it (a result first).
@@ -164,7 +159,9 @@ impl Ledger {
         let mut headers = HeaderMap::new();
         headers.insert(HEADER_LOGIN_ID, result.login_id.as_str());
         headers.insert(HEADER_EXPECTED_LAST_SUBJECT_SEQ, "0");
-        let subject = self.result_subject(&result.appid, &result.code_key);
+        let subject = self
+            .topology
+            .result_subject(&result.appid, &result.code_key);
         let ack = self
             .js
             .publish_with_headers(subject, headers, crate::events::encode(result))
@@ -205,7 +202,7 @@ impl Ledger {
     ) -> Result<Option<LoginResult>, LedgerError> {
         match self
             .results
-            .direct_get_last_for_subject(self.result_subject(appid, code_key))
+            .direct_get_last_for_subject(self.topology.result_subject(appid, code_key))
             .await
         {
             Ok(msg) => LoginResult::decode(&msg.payload)
@@ -229,11 +226,6 @@ impl Ledger {
             _ => Ok(None),
         }
     }
-}
-
-/// `{prefix}.results.{appid}.{code_key}`.
-pub fn result_subject(prefix: &str, appid: &str, code_key: &str) -> String {
-    format!("{prefix}.results.{appid}.{code_key}")
 }
 
 const HEADER_EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";

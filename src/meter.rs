@@ -140,7 +140,8 @@ pub struct QuotaUse {
     window_secs: i64,
     /// (second, calls in it), oldest first, only seconds inside the window.
     seconds: std::sync::Mutex<std::collections::VecDeque<(i64, u64)>>,
-    appid: String,
+    /// Bound to the recorder installed when the limiter is made (roles install it first).
+    used: metrics::Gauge,
 }
 
 impl QuotaUse {
@@ -148,7 +149,7 @@ impl QuotaUse {
         QuotaUse {
             window_secs: quota.window.as_secs().max(1) as i64,
             seconds: Default::default(),
-            appid: appid.to_owned(),
+            used: gauge!("wxlogin_quota_used_calls", "appid" => appid.to_owned()),
         }
     }
 
@@ -178,9 +179,8 @@ impl QuotaUse {
         {
             seconds.pop_front();
         }
-        let used = seconds.iter().map(|&(_, n)| n).sum::<u64>() as f64;
-        // Looked up each time: the limiter may be built before the recorder is installed.
-        gauge!("wxlogin_quota_used_calls", "appid" => self.appid.clone()).set(used);
+        self.used
+            .set(seconds.iter().map(|&(_, n)| n).sum::<u64>() as f64);
     }
 }
 

@@ -196,6 +196,8 @@ pub async fn worker(
     else {
         return Ok(());
     };
+    // Before the limiters are made: they hold their metric handles.
+    crate::meter::install();
     let exchanger = Exchanger::new(
         wechat_client(settings)?,
         apps,
@@ -208,7 +210,6 @@ pub async fn worker(
         topo,
     );
     let exchanger = Arc::new(exchanger);
-    crate::meter::install();
     crate::meter::app_quota(settings.app_quota);
     tokio::spawn(crate::meter::watch_consumer(
         consumer.clone(),

@@ -55,9 +55,9 @@ impl Topology {
     pub fn code_subject(&self, appid: &str) -> String {
         format!("{}.codes.{appid}", self.prefix)
     }
-    /// A code's one result: see [`crate::ledger`].
+    /// A code's one result, `{prefix}.results.{appid}.{code hash}`: see [`crate::ledger`].
     pub fn result_subject(&self, appid: &str, code_key: &str) -> String {
-        crate::ledger::result_subject(&self.prefix, appid, code_key)
+        format!("{}.results.{appid}.{code_key}", self.prefix)
     }
     /// Each ingress process listens on its own reply subject.
     pub fn reply_subject(&self, ingress_id: &str) -> String {

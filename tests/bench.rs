@@ -128,3 +128,46 @@ fn a_spawned_open_loop_run_sends_every_scheduled_login() {
     assert_eq!(report["spawned"]["WXLOGIN_LOGIN_WAIT_MS"], "1", "{text}");
     assert_percentiles_ordered(&report);
 }
+
+#[test]
+fn a_spawned_run_of_separate_roles_against_a_slow_simulator_reports_each_process() {
+    let (report, text) = bench(&[
+        "--workers",
+        "1",
+        "--sim-latency",
+        "20ms",
+        "--count",
+        "40",
+        "--concurrency",
+        "8",
+        "--no-bare",
+    ]);
+    assert_eq!(report["succeeded"], 40, "{text}");
+    assert_eq!(report["upstream"]["calls_per_code"]["1"], 40, "{text}");
+    let roles: Vec<&str> = report["memory"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    for role in ["ingress", "upserter", "worker-0", "nats-server"] {
+        assert!(roles.contains(&role), "{role} missing: {text}");
+    }
+    assert_eq!(report["spawned"]["sim_latency"], "20ms", "{text}");
+    // Every login waited for the simulator's answer at least once.
+    assert!(
+        report["latency_ms"]["p50"].as_f64().unwrap() >= 20.0,
+        "{text}"
+    );
+}
+
+#[test]
+fn a_setting_that_is_not_ours_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wxlogin"))
+        .args(["bench", "--spawn", "--set", "PATH=/tmp"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WXLOGIN_NAME=VALUE"), "{err}");
+}

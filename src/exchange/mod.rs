@@ -311,9 +311,7 @@ impl Exchanger {
             // quota), so it never looks stale while we are alive; if someone took it over, we
             // must not call. A claim younger than a third of the stale age cannot have been
             // taken over (that needs it to look stale), so the usual call costs no round trip.
-            if claimed_at.elapsed() < self.stale_claim / 3 {
-                // Fresh: nobody can have taken it over.
-            } else {
+            if claimed_at.elapsed() >= self.stale_claim / 3 {
                 match self
                     .ledger
                     .take_over(&req.code_key, &req.login_id, *revision)
