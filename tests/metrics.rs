@@ -70,12 +70,7 @@ async fn after_a_login_and_a_reused_code_the_metrics_count_both_and_the_upstream
     assert!(!text.contains(&code) && !text.contains(&token));
 
     // The status page is plain HTML that reads these metrics.
-    let page = app
-        .http
-        .get(format!("{}/status", app.api))
-        .send()
-        .await
-        .unwrap();
+    let page = app.get("/status").await;
     assert_eq!(page.status(), 200);
     assert!(
         page.headers()["content-type"]

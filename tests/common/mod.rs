@@ -254,14 +254,18 @@ impl TestApp {
         panic!("the app never became ready");
     }
 
-    /// GETs `path`, expects 200 with a content type starting with `content_type`; the body.
-    pub async fn get_text(&self, path: &str, content_type: &str) -> String {
-        let r = self
-            .http
+    /// GETs `path` (e.g. `/readyz`) from the API.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
             .get(format!("{}{path}", self.api))
             .send()
             .await
-            .expect("GET");
+            .expect("GET")
+    }
+
+    /// GETs `path`, expects 200 with a content type starting with `content_type`; the body.
+    pub async fn get_text(&self, path: &str, content_type: &str) -> String {
+        let r = self.get(path).await;
         assert_eq!(r.status(), 200, "GET {path}");
         let ct = r.headers()["content-type"].to_str().unwrap().to_string();
         assert!(

@@ -34,12 +34,7 @@ async fn when_nats_is_down_logins_are_refused_with_503_at_once() {
         "{:?}",
         started.elapsed()
     );
-    let r = app
-        .http
-        .get(format!("{}/readyz", app.api))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/readyz").await;
     assert_eq!(r.status(), 503);
     app.stop().await;
 }

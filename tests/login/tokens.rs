@@ -69,22 +69,12 @@ pub async fn a_slow_exchange_answers_202_and_the_ticket_then_gives_the_token(db:
     );
 
     // Polled at once: still running.
-    let r = app
-        .http
-        .get(format!("{}/v1/login/{ticket}", app.api))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/v1/login/{ticket}")).await;
     assert_eq!(r.status(), 202);
     let mut token = None;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let r = app
-            .http
-            .get(format!("{}/v1/login/{ticket}", app.api))
-            .send()
-            .await
-            .unwrap();
+        let r = app.get(&format!("/v1/login/{ticket}")).await;
         if r.status() == 200 {
             token = Some(
                 r.json::<serde_json::Value>().await.unwrap()["token"]
@@ -100,11 +90,8 @@ pub async fn a_slow_exchange_answers_202_and_the_ticket_then_gives_the_token(db:
     assert_eq!(app.me(&token).await.status(), 200);
     // Polling again gives the same token; after logout the ticket cannot bring it back.
     let again: serde_json::Value = app
-        .http
-        .get(format!("{}/v1/login/{ticket}", app.api))
-        .send()
+        .get(&format!("/v1/login/{ticket}"))
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -117,12 +104,7 @@ pub async fn a_slow_exchange_answers_202_and_the_ticket_then_gives_the_token(db:
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let r = app
-        .http
-        .get(format!("{}/v1/login/{ticket}", app.api))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/v1/login/{ticket}")).await;
     assert_eq!(r.status(), 401);
     assert_eq!(app.me(&token).await.status(), 401);
     app.stop().await;
@@ -156,33 +138,15 @@ pub async fn logout_ends_the_token_and_bad_tokens_are_401(db: Db) {
             40001
         );
     }
-    let r = app
-        .http
-        .get(format!("{}/v1/me", app.api))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/v1/me").await;
     assert_eq!(r.status(), 401);
     app.stop().await;
 }
 
 pub async fn health_and_readiness_answer(db: Db) {
     let app = spawn_app(Options::new(db)).await;
-    assert_eq!(
-        app.http
-            .get(format!("{}/healthz", app.api))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let r = app
-        .http
-        .get(format!("{}/readyz", app.api))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let r = app.get("/readyz").await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap(),
