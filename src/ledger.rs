@@ -1,21 +1,25 @@
 //! The code ledger: where a code stands, keyed by its hash (never the code). Two places:
 //! - a claim in the `{prefix}_ledger` KV bucket, *created* (an atomic compare-and-set) by the
-//!   worker that is about to call WeChat, and kept until well after the code has expired;
+//!   worker step that is about to call WeChat, renewed by it while it works, and kept until well
+//!   after the code has expired;
 //! - the code's result on the results stream, on its own subject `{prefix}.results.{appid}.{hash}`
 //!   and published only if that subject is empty (`Nats-Expected-Last-Subject-Sequence: 0`):
 //!   the first result of a code is the only one, for as long as the stream keeps it.
 //!
-//! Together they make the exchange at-most-once: a worker calls WeChat only after creating the
-//! claim, and a code with a result is answered from it, never sent upstream again. Keeping the
-//! final record on the results stream (instead of writing it to the bucket as well) saves a
-//! JetStream write per login and leaves no window in which the two could disagree.
+//! A step calls WeChat only while it holds the claim *and* the code has no result: a claim won
+//! after an old claim aged out proves nothing, so the result is read too. A claim held by a step
+//! that stopped renewing is taken over in two moves, never by comparing clocks of two machines:
+//! the taker first writes its intent (compare-and-set), then gives the holder one full ack wait,
+//! measured on its own monotonic clock, to renew (which cancels the intent) or record; only then
+//! does a second compare-and-set make the claim its own. Every read that decides one of these
+//! guarantees goes to the stream leader ([`crate::leader`]).
 
 use async_nats::{
     HeaderMap,
     jetstream::{
         self,
         kv::{self, CreateErrorKind, Operation},
-        stream::{self, DirectGetErrorKind},
+        stream,
     },
 };
 use serde::{Deserialize, Serialize};
@@ -23,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     events::{HEADER_LOGIN_ID, LoginResult},
+    leader,
     topology::Topology,
 };
 
@@ -34,22 +39,46 @@ pub enum LedgerError {
     Corrupt(String),
 }
 
+/// A claim as stored in the bucket: `{"state":"claimed", …}`. The first format had only
+/// `login_id` and `at_ms`; workers of that format read this one (they ignore the new fields and
+/// judge staleness by `at_ms`, which an intent leaves unchanged), and this one reads theirs.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClaimRecord {
+    pub login_id: String,
+    /// The holder's wall clock at its last write. Only workers of the first format use it.
+    pub at_ms: i64,
+    /// The worker step holding the claim (random per step); absent in the first format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// A step that will take the claim over unless the holder renews within an ack wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_by: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum LedgerEntry {
-    /// A worker is calling WeChat for this code.
-    Claimed { login_id: String, at_ms: i64 },
-    /// The code's exchange ended with this result.
-    Done { result: LoginResult },
+enum Stored {
+    Claimed(ClaimRecord),
 }
 
 /// The outcome of trying to claim a code.
 #[derive(Debug)]
 pub enum Claim {
-    /// We own the code now; the revision lets us finish it.
+    /// We hold the code and it has no result; the revision lets us renew and hand it over.
     Won { revision: u64 },
-    /// Someone claimed or finished it before us.
-    Taken { entry: LedgerEntry, revision: u64 },
+    /// The code's exchange has ended with this result.
+    Done(Box<LoginResult>),
+    /// Another step holds the code (it may be dead: see [`Ledger::intend_takeover`]).
+    Held { record: ClaimRecord, revision: u64 },
+}
+
+/// What renewing our claim found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Renewal {
+    /// Still ours, at this revision (an intent to take it over, if any, is cancelled).
+    Renewed(u64),
+    /// Another step took it over, or the entry is gone: we must not call WeChat for it.
+    Lost,
 }
 
 /// The ledger key of a code: hex SHA-256 of the appid and the code. Codes are 32 random
@@ -81,7 +110,8 @@ fn unavailable(e: impl std::fmt::Display) -> LedgerError {
 pub enum Recorded {
     /// Ours is the code's result (stream sequence).
     Ours(u64),
-    /// The code already had this result; it stays authoritative.
+    /// The code already had this result; it stays authoritative. It may be another login's:
+    /// the caller decides what that means for its own login.
     Earlier(Box<LoginResult>),
 }
 
@@ -100,53 +130,113 @@ impl Ledger {
         }
     }
 
-    /// Atomically claims the code for `login_id`, or returns who has it (a result first).
+    /// Atomically claims the code for the step `holder` of `login_id`, or says who has it.
+    /// The code's result is read at the same time: a claim created after an older one aged out
+    /// (a code replayed long after its login) must not lead to a second exchange.
     #[tracing::instrument(skip(self), level = "debug")]
     pub async fn claim(
         &self,
         appid: &str,
         code_key: &str,
         login_id: &str,
+        holder: &str,
     ) -> Result<Claim, LedgerError> {
-        let entry = LedgerEntry::Claimed {
-            login_id: login_id.to_string(),
-            at_ms: crate::events::now_ms(),
-        };
-        match self.kv.create(code_key, encode(&entry)).await {
-            Ok(revision) => Ok(Claim::Won { revision }),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-                if let Some(result) = self.result(appid, code_key).await? {
-                    return Ok(Claim::Taken {
-                        entry: LedgerEntry::Done { result },
-                        revision: 0,
-                    });
-                }
-                match self.claim_with_revision(code_key).await? {
-                    Some((entry, revision)) => Ok(Claim::Taken { entry, revision }),
-                    // Expired between the two calls: try once more.
-                    None => match self.kv.create(code_key, encode(&entry)).await {
-                        Ok(revision) => Ok(Claim::Won { revision }),
-                        Err(e) => Err(unavailable(e)),
-                    },
-                }
+        let ours = Stored::Claimed(claim_record(login_id, holder));
+        for _ in 0..2 {
+            let (created, result) = tokio::join!(
+                self.kv.create(code_key, encode(&ours)),
+                self.result(appid, code_key)
+            );
+            let result = match (&created, result) {
+                // The claim is ours: a failed read must not strand it (a claim nobody renews
+                // costs the code's redelivery a whole takeover wait), so read again.
+                (Ok(_), Err(_)) => self.result_with_retries(appid, code_key).await?,
+                (_, result) => result?,
+            };
+            if let Some(result) = result {
+                return Ok(Claim::Done(Box::new(result)));
             }
-            Err(e) => Err(unavailable(e)),
+            match created {
+                Ok(revision) => return Ok(Claim::Won { revision }),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            if let Some((record, revision)) = self.claim_with_revision(code_key).await? {
+                return Ok(Claim::Held { record, revision });
+            }
+            // The claim aged out between the two calls: try once more.
         }
+        Err(LedgerError::Unavailable(
+            "the claim changed under us twice".into(),
+        ))
     }
 
-    /// Claims the code again at `revision`: takes over a stale claim (its worker died), or
-    /// renews our own before a call. Succeeds only if nobody changed the entry since.
+    /// Renews the claim `holder` took at `revision`, so it never looks abandoned while its step
+    /// works; cancels an intent to take it over. Compare-and-set: if the entry moved because of
+    /// an intent over our claim, renews on top of it; if someone else holds it now, `Lost`.
+    pub async fn renew(
+        &self,
+        code_key: &str,
+        login_id: &str,
+        holder: &str,
+        revision: u64,
+    ) -> Result<Renewal, LedgerError> {
+        let ours = encode(&Stored::Claimed(claim_record(login_id, holder)));
+        let mut revision = revision;
+        for _ in 0..3 {
+            match self.kv.update(code_key, ours.clone(), revision).await {
+                Ok(rev) => return Ok(Renewal::Renewed(rev)),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            match self.claim_with_revision(code_key).await? {
+                Some((record, rev)) if record.holder.as_deref() == Some(holder) => revision = rev,
+                _ => return Ok(Renewal::Lost),
+            }
+        }
+        Err(LedgerError::Unavailable(
+            "the claim kept changing under us".into(),
+        ))
+    }
+
+    /// The first move of a takeover: marks the claim held at `revision` as wanted by `by`,
+    /// leaving the rest as it was (first-format readers still see the holder's `at_ms`).
+    /// `None` if the entry changed since. Follow with [`Ledger::take_over`] an ack wait later.
+    pub async fn intend_takeover(
+        &self,
+        code_key: &str,
+        held: &ClaimRecord,
+        revision: u64,
+        by: &str,
+    ) -> Result<Option<u64>, LedgerError> {
+        let intent = ClaimRecord {
+            takeover_by: Some(by.to_owned()),
+            ..held.clone()
+        };
+        self.cas(code_key, &intent, revision).await
+    }
+
+    /// The second move: the claim becomes `holder`'s if nobody wrote the entry since our intent
+    /// (at `revision`), i.e. its holder did not renew in the meantime. `None` otherwise.
     pub async fn take_over(
         &self,
         code_key: &str,
         login_id: &str,
+        holder: &str,
         revision: u64,
     ) -> Result<Option<u64>, LedgerError> {
-        let entry = LedgerEntry::Claimed {
-            login_id: login_id.to_string(),
-            at_ms: crate::events::now_ms(),
-        };
-        match self.kv.update(code_key, encode(&entry), revision).await {
+        self.cas(code_key, &claim_record(login_id, holder), revision)
+            .await
+    }
+
+    async fn cas(
+        &self,
+        code_key: &str,
+        record: &ClaimRecord,
+        revision: u64,
+    ) -> Result<Option<u64>, LedgerError> {
+        let value = encode(&Stored::Claimed(record.clone()));
+        match self.kv.update(code_key, value, revision).await {
             Ok(rev) => Ok(Some(rev)),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
             Err(e) => Err(unavailable(e)),
@@ -182,49 +272,64 @@ impl Ledger {
         }
     }
 
-    /// Where the code stands: its result, else its claim, else nothing.
-    pub async fn get(
-        &self,
-        appid: &str,
-        code_key: &str,
-    ) -> Result<Option<LedgerEntry>, LedgerError> {
-        if let Some(result) = self.result(appid, code_key).await? {
-            return Ok(Some(LedgerEntry::Done { result }));
-        }
-        Ok(self.claim_with_revision(code_key).await?.map(|(e, _)| e))
-    }
-
-    /// The code's result, if it has one.
-    async fn result(
+    /// The code's result, if it has one, as the results stream's leader has it.
+    pub async fn result(
         &self,
         appid: &str,
         code_key: &str,
     ) -> Result<Option<LoginResult>, LedgerError> {
-        match self
-            .results
-            .direct_get_last_for_subject(self.topology.result_subject(appid, code_key))
-            .await
-        {
-            Ok(msg) => LoginResult::decode(&msg.payload)
+        let subject = self.topology.result_subject(appid, code_key);
+        match leader::last_on_subject(&self.results, &subject).await {
+            Ok(Some(msg)) => LoginResult::decode(&msg.payload)
                 .map(Some)
                 .map_err(|e| LedgerError::Corrupt(e.to_string())),
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Ok(None) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
 
-    async fn claim_with_revision(
+    async fn result_with_retries(
+        &self,
+        appid: &str,
+        code_key: &str,
+    ) -> Result<Option<LoginResult>, LedgerError> {
+        let mut attempt = 0;
+        loop {
+            match self.result(appid, code_key).await {
+                Err(LedgerError::Unavailable(_)) if attempt < 5 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The code's claim, if any, as the bucket's leader has it.
+    pub async fn claim_with_revision(
         &self,
         code_key: &str,
-    ) -> Result<Option<(LedgerEntry, u64)>, LedgerError> {
-        match self.kv.entry(code_key).await.map_err(unavailable)? {
+    ) -> Result<Option<(ClaimRecord, u64)>, LedgerError> {
+        match leader::kv_entry(&self.kv, code_key)
+            .await
+            .map_err(unavailable)?
+        {
             Some(e) if e.operation == Operation::Put => {
-                let entry = serde_json::from_slice(&e.value)
+                let Stored::Claimed(record) = serde_json::from_slice(&e.value)
                     .map_err(|err| LedgerError::Corrupt(err.to_string()))?;
-                Ok(Some((entry, e.revision)))
+                Ok(Some((record, e.revision)))
             }
             _ => Ok(None),
         }
+    }
+}
+
+fn claim_record(login_id: &str, holder: &str) -> ClaimRecord {
+    ClaimRecord {
+        login_id: login_id.to_owned(),
+        at_ms: crate::events::now_ms(),
+        holder: Some(holder.to_owned()),
+        takeover_by: None,
     }
 }
 
@@ -235,7 +340,7 @@ fn is_wrong_last_sequence(e: &jetstream::context::PublishError) -> bool {
     e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence
 }
 
-fn encode(entry: &LedgerEntry) -> bytes::Bytes {
+fn encode(entry: &Stored) -> bytes::Bytes {
     serde_json::to_vec(entry)
         .expect("ledger entries serialize")
         .into()
@@ -253,5 +358,41 @@ mod tests {
         assert_ne!(a, code_key("wx0123456789abcdef", "061abcDEG"));
         assert!(!a.contains("061abcDEF"));
         assert_eq!(a.len(), 40);
+    }
+
+    /// The first format, as workers deployed before this one read and write it.
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(tag = "state", rename_all = "snake_case")]
+    enum FirstFormat {
+        Claimed { login_id: String, at_ms: i64 },
+    }
+
+    #[test]
+    fn a_first_format_worker_reads_an_intent_as_the_holders_claim_of_the_same_age() {
+        let held = ClaimRecord {
+            takeover_by: Some("step-b".into()),
+            ..claim_record("l-1", "step-a")
+        };
+        let bytes = encode(&Stored::Claimed(held.clone()));
+        let old: FirstFormat = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            old,
+            FirstFormat::Claimed {
+                login_id: "l-1".into(),
+                at_ms: held.at_ms
+            }
+        );
+    }
+
+    #[test]
+    fn a_first_format_claim_reads_as_a_claim_with_no_known_holder() {
+        let old = serde_json::to_vec(&FirstFormat::Claimed {
+            login_id: "l-1".into(),
+            at_ms: 7,
+        })
+        .unwrap();
+        let Stored::Claimed(record) = serde_json::from_slice(&old).unwrap();
+        assert_eq!(record.login_id, "l-1");
+        assert_eq!((record.holder, record.takeover_by), (None, None));
     }
 }

@@ -24,6 +24,7 @@
 //! - [`events`]: the versioned event types that travel through NATS.
 //! - [`topology`]: stream, consumer, bucket and subject names under one prefix.
 //! - [`ledger`]: the record of codes in flight and exchanged (at-most-once exchange).
+//! - [`leader`]: reads that decide a guarantee, served by a stream's leader only.
 //! - [`ingress`]: the HTTP API, and its OpenAPI document (`GET /openapi.json`).
 //! - [`exchange`]: the exchange worker (`handle(request) -> Outcome`), its limiter, and the
 //!   fleet-wide quota budget shared through NATS KV.
@@ -45,6 +46,7 @@ pub mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ingress;
+pub mod leader;
 pub mod ledger;
 pub mod meter;
 pub mod natsd;

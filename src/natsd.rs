@@ -83,6 +83,9 @@ pub struct NatsServer {
     url: String,
     port: u16,
     store_dir: PathBuf,
+    /// What it was started with, so a restart starts the same server.
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -151,6 +154,11 @@ impl NatsServer {
                     url,
                     port,
                     store_dir: store_dir.to_path_buf(),
+                    extra: extra.to_vec(),
+                    env: env
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
                     _temp: None,
                 });
             }
@@ -189,6 +197,39 @@ impl NatsServer {
     /// Stops the server (SIGKILL) and waits for it to exit.
     pub async fn stop(&mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// A crash and a restart: kills the server (SIGKILL), leaves it down for `down_for`, and
+    /// starts it again on the same port with the same store and arguments (a temporary store
+    /// stays). A crash may lose the server's last acknowledged writes (its own write-behind).
+    pub async fn restart(&mut self, down_for: Duration) -> Result<(), NatsdError> {
+        self.stop().await;
+        self.start_again(down_for).await
+    }
+
+    /// An outage without a crash: a clean shutdown (SIGTERM: the server writes out what it
+    /// acknowledged), `down_for` of nothing, then the same server again.
+    pub async fn restart_after_shutdown(&mut self, down_for: Duration) -> Result<(), NatsdError> {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+        self.stop().await;
+        self.start_again(down_for).await
+    }
+
+    async fn start_again(&mut self, down_for: Duration) -> Result<(), NatsdError> {
+        tokio::time::sleep(down_for).await;
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let again = Self::spawn(&self.store_dir, Some(self.port), &self.extra, &env).await?;
+        self.child = again.child;
+        Ok(())
     }
 }
 

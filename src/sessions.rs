@@ -8,6 +8,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::leader;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("session store unavailable: {0}")]
@@ -106,8 +108,10 @@ impl SessionStore {
         self.lookup_hash(&token_hash(token)).await
     }
 
+    /// Read from the bucket's leader: a logout acknowledged anywhere is seen by the next
+    /// lookup on every ingress, never a follower's older copy.
     async fn lookup_hash(&self, key: &str) -> Result<Lookup, SessionError> {
-        match self.kv.entry(key).await.map_err(unavailable)? {
+        match leader::kv_entry(&self.kv, key).await.map_err(unavailable)? {
             None => Ok(Lookup::Missing),
             Some(e) if e.operation != Operation::Put => Ok(Lookup::Revoked),
             Some(e) => {
@@ -130,7 +134,10 @@ impl SessionStore {
             return Ok(());
         }
         let key = token_hash(token);
-        let Some(entry) = self.kv.entry(&key).await.map_err(unavailable)? else {
+        let Some(entry) = leader::kv_entry(&self.kv, &key)
+            .await
+            .map_err(unavailable)?
+        else {
             return Ok(());
         };
         if entry.operation != Operation::Put {

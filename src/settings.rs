@@ -15,7 +15,7 @@
 //! app_quota = "5000/60s"                # WXLOGIN_APP_QUOTA: code2Session calls per appid
 //! code_ttl_secs = 300                   # WXLOGIN_CODE_TTL_SECS
 //! login_wait_ms = 5000                  # WXLOGIN_LOGIN_WAIT_MS: then 202 + ticket
-//! session_ttl_secs = 604800             # WXLOGIN_SESSION_TTL_SECS (7 days)
+//! session_ttl_secs = 604800             # WXLOGIN_SESSION_TTL_SECS (7 days; more than a ticket's life)
 //! # master_key = "<32 bytes, base64>"    # WXLOGIN_MASTER_KEY
 //! # master_key_file = "/run/secrets/wxlogin-master-key"   # WXLOGIN_MASTER_KEY_FILE
 //! # master_keys_previous = "<old key>"  # WXLOGIN_MASTER_KEYS_PREVIOUS: opened, never sealed with (rotation: docs/security.md)
@@ -234,6 +234,14 @@ impl Settings {
         if self.results_max_age_secs != 0 && self.results_max_age_secs < floor {
             return bad(format!(
                 "results_max_age_secs must be 0 (forever) or at least code_ttl_secs + exchange_ack_wait_secs + 60 = {floor}"
+            ));
+        }
+        // A 202's ticket can create its session for as long as the ledger keeps the code
+        // (the same floor); a session that expired earlier, or its logout's tombstone, would
+        // have left the store by then and the ticket could bring the session back.
+        if self.session_ttl_secs <= floor {
+            return bad(format!(
+                "session_ttl_secs must exceed a ticket's life, code_ttl_secs + exchange_ack_wait_secs + 60 = {floor}"
             ));
         }
         if self.worker_concurrency == 0 || self.upsert_batch == 0 {

@@ -93,8 +93,11 @@ impl Topology {
             retention: RetentionPolicy::WorkQueue,
             storage: StorageType::File,
             num_replicas: self.replicas,
-            // A code older than its TTL is worthless; the worker turns it into a failure first.
-            max_age: self.code_ttl + Duration::from_secs(600),
+            // A code older than its TTL is worthless, but only a worker may end it: it turns
+            // the code into an "expired" result, so every accepted code gets one. An age limit
+            // shorter than the results' would let workers down for longer delete codes with no
+            // result at all; past the results' age, a result would be gone anyway.
+            max_age: self.results_max_age,
             // Duplicate submissions of one code within its life collapse to one message.
             duplicate_window: self.code_ttl + Duration::from_secs(60),
             discard: DiscardPolicy::New,
@@ -215,4 +218,31 @@ async fn create_stream(
 ) -> Result<stream::Stream, Box<dyn std::error::Error + Send + Sync>> {
     js.create_or_update_stream(config.clone()).await?;
     Ok(js.get_stream(&config.name).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_message_is_kept_as_long_as_its_result_would_be() {
+        let topology = Topology {
+            prefix: "wxlogin".into(),
+            replicas: 1,
+            code_ttl: Duration::from_secs(300),
+            session_ttl: Duration::from_secs(604_800),
+            exchange_ack_wait: Duration::from_secs(30),
+            results_max_age: Duration::from_secs(604_800),
+        };
+        // Only a worker may end a code (with a result), however long the workers are away.
+        assert_eq!(
+            topology.codes_config().max_age,
+            topology.results_config().max_age
+        );
+        let forever = Topology {
+            results_max_age: Duration::ZERO,
+            ..topology
+        };
+        assert_eq!(forever.codes_config().max_age, Duration::ZERO);
+    }
 }

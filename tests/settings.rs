@@ -122,6 +122,18 @@ fn bad_values_are_refused_with_a_clear_message() {
         );
         Ok(())
     });
+    // A 202's ticket must not outlive the session it creates (nor that session's logout).
+    Jail::expect_with(|jail| {
+        jail.set_env("WXLOGIN_SESSION_TTL_SECS", "390");
+        let err = load(None).unwrap_err().to_string();
+        assert!(
+            err.contains("session_ttl_secs") && err.contains("390"),
+            "{err}"
+        );
+        jail.set_env("WXLOGIN_SESSION_TTL_SECS", "391");
+        assert_eq!(load(None)?.session_ttl_secs, 391);
+        Ok(())
+    });
 }
 
 #[test]

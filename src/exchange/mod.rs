@@ -5,6 +5,7 @@
 //! [`run`] is the loop that feeds it from a durable pull consumer, many exchanges at once.
 
 pub mod budget;
+mod claim;
 pub mod limiter;
 mod record;
 mod run;
@@ -18,13 +19,14 @@ use secrecy::SecretString;
 use crate::{
     crypto::Keyring,
     events::{self, FailureReason, LOGIN_RESULT_V1, LoginOutcome, LoginRequested, LoginResult},
-    ledger::{Claim, Ledger, LedgerEntry, LedgerError},
+    ledger::{Ledger, LedgerError},
     quota::Quota,
     settings::App,
     topology::Topology,
     wechat::{ErrorClass, WechatClient},
 };
 pub use budget::Budget;
+use claim::{Freshness, Held, Start};
 pub use limiter::{AcquireError, AppLimiter};
 pub use run::run;
 
@@ -96,7 +98,8 @@ pub struct Exchanger {
     pub nats: async_nats::Client,
     pub topology: Topology,
     pub backoff: Backoff,
-    /// A claim older than this belongs to a worker that died mid-exchange.
+    /// How long a takeover gives a claim's holder to renew it (the consumer's ack wait); a
+    /// holder renews well within it (see `claim.rs`).
     pub stale_claim: Duration,
 }
 
@@ -166,104 +169,62 @@ impl Exchanger {
     }
 
     /// One worker step: claim the code, exchange it (unless its exchange already ended),
-    /// publish the result, record it, and answer the waiting ingress.
+    /// publish the result, record it, and answer the waiting ingress. The claim is renewed in
+    /// the background for as long as the step runs.
     #[tracing::instrument(skip_all, fields(login_id = %incoming.request.login_id, appid = %incoming.request.appid))]
     pub async fn handle(&self, incoming: &Incoming) -> Result<Outcome, WorkerError> {
         let req = &incoming.request;
-        // Taken before the claim is written, so the claim's age is never underestimated.
-        let claimed_at = std::time::Instant::now();
-        let claim = self
-            .ledger
-            .claim(&req.appid, &req.code_key, &req.login_id)
-            .await?;
-        let mut took_over = false;
-        let mut revision = match claim {
-            Claim::Won { revision } => revision,
-            Claim::Taken {
-                entry: LedgerEntry::Done { result },
-                ..
-            } => {
-                let answer = self.answer_for_repeat(req, result);
+        let (held, took_over) = match self.start(req).await? {
+            Start::Held { held, took_over } => (held, took_over),
+            Start::Done(first) => {
+                let answer = self.answer_for_repeat(req, *first);
                 self.reply(incoming, &answer).await;
                 return Ok(Outcome::AnsweredFromLedger(answer));
             }
-            Claim::Taken {
-                entry: LedgerEntry::Claimed { at_ms, .. },
-                revision,
-            } => {
-                let age = events::now_ms().saturating_sub(at_ms);
-                let stale = age >= self.stale_claim.as_millis() as i64;
-                // The claimant died between claiming and recording: the one window in which a
-                // code can reach WeChat twice (WeChat then answers 40163 itself).
-                if !stale {
-                    return Ok(Outcome::InFlightElsewhere);
-                }
-                let Some(renewed) = self
-                    .ledger
-                    .take_over(&req.code_key, &req.login_id, revision)
-                    .await?
-                else {
-                    return Ok(Outcome::InFlightElsewhere);
-                };
-                tracing::warn!(age_ms = age, "taking over a stale claim");
-                took_over = true;
-                renewed
+            Start::OtherLogin => {
+                let answer = self.refuse_as_reuse(req);
+                self.reply(incoming, &answer).await;
+                return Ok(Outcome::AnsweredFromLedger(answer));
             }
+            Start::Elsewhere => return Ok(Outcome::InFlightElsewhere),
         };
-        let started = std::time::Instant::now();
-        let Some((outcome, calls)) = self
-            .exchange(req, took_over, &mut revision, claimed_at)
-            .await
-        else {
-            // Another worker took the code over while we waited: it answers for it now.
-            return Ok(Outcome::InFlightElsewhere);
+        let step = async {
+            let started = std::time::Instant::now();
+            let Some((outcome, calls)) = self.exchange(req, took_over, &held).await else {
+                // Another step took the code over while we waited: it answers for it now.
+                return Outcome::InFlightElsewhere;
+            };
+            crate::meter::exchange_done(started);
+            let result = LoginResult {
+                v: LOGIN_RESULT_V1,
+                login_id: req.login_id.clone(),
+                appid: req.appid.clone(),
+                code_key: req.code_key.clone(),
+                received_at_ms: req.received_at_ms,
+                finished_at_ms: events::now_ms(),
+                upstream_calls: calls,
+                outcome,
+            };
+            let result = self.record(req, result).await;
+            tracing::debug!(calls, "result recorded");
+            self.reply(incoming, &result).await;
+            Outcome::Exchanged(result)
         };
-        crate::meter::exchange_done(started);
-        let result = LoginResult {
-            v: LOGIN_RESULT_V1,
-            login_id: req.login_id.clone(),
-            appid: req.appid.clone(),
-            code_key: req.code_key.clone(),
-            received_at_ms: req.received_at_ms,
-            finished_at_ms: events::now_ms(),
-            upstream_calls: calls,
-            outcome,
-        };
-        let result = self.record(result).await?;
-        tracing::debug!(calls, "result recorded");
-        self.reply(incoming, &result).await;
-        Ok(Outcome::Exchanged(result))
-    }
-
-    /// A code whose exchange already ended. A retry of the same login gets its result again; a
-    /// different login that arrived while the first was running gets the first one's outcome;
-    /// a later reuse gets 40163, like WeChat.
-    fn answer_for_repeat(&self, req: &LoginRequested, first: LoginResult) -> LoginResult {
-        if first.login_id == req.login_id || req.received_at_ms <= first.finished_at_ms {
-            return first;
-        }
-        LoginResult {
-            login_id: req.login_id.clone(),
-            received_at_ms: req.received_at_ms,
-            finished_at_ms: events::now_ms(),
-            upstream_calls: 0,
-            outcome: LoginOutcome::Failure {
-                errcode: 40163,
-                reason: FailureReason::AlreadyUsed,
-            },
-            ..first
+        tokio::select! {
+            biased;
+            outcome = step => Ok(outcome),
+            never = self.keep(&held) => match never {},
         }
     }
 
     /// Calls WeChat until the answer is final or the code is too old to send. `took_over`: a
-    /// worker that died may already have sent this code upstream. Returns `None` if another worker took the code over while we waited (our claim looked
-    /// stale), in which case we must not call WeChat.
+    /// step that stopped may already have sent this code upstream. Returns `None` if another
+    /// step took the claim over, in which case we must not call WeChat.
     async fn exchange(
         &self,
         req: &LoginRequested,
         took_over: bool,
-        revision: &mut u64,
-        mut claimed_at: std::time::Instant,
+        held: &Held,
     ) -> Option<(LoginOutcome, u32)> {
         let failure = |errcode, reason| LoginOutcome::Failure { errcode, reason };
         let (Some(secret), Some(limiter)) =
@@ -292,6 +253,20 @@ impl Exchanger {
         // Set once an attempt may have reached WeChat without an answer we could read.
         let mut ambiguous = took_over;
         loop {
+            // The claim is made fresh before a slot is taken, so no round trip sits between the
+            // slot and the call.
+            match self.ensure_fresh(held).await {
+                Freshness::Fresh => {}
+                Freshness::Lost => return None,
+                Freshness::Unavailable(e) => {
+                    tracing::warn!(error = %e, "cannot renew the claim; waiting");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    if events::now_ms() >= deadline {
+                        return expired(calls);
+                    }
+                    continue;
+                }
+            }
             match limiter.acquire(deadline * 1000).await {
                 Ok(()) => {}
                 Err(AcquireError::Expired) => return expired(calls),
@@ -307,32 +282,10 @@ impl Exchanger {
             if events::now_ms() >= deadline {
                 return expired(calls);
             }
-            // Renew our claim before calling once it has aged (e.g. after a long wait for
-            // quota), so it never looks stale while we are alive; if someone took it over, we
-            // must not call. A claim younger than a third of the stale age cannot have been
-            // taken over (that needs it to look stale), so the usual call costs no round trip.
-            if claimed_at.elapsed() >= self.stale_claim / 3 {
-                match self
-                    .ledger
-                    .take_over(&req.code_key, &req.login_id, *revision)
-                    .await
-                {
-                    Ok(Some(renewed)) => {
-                        *revision = renewed;
-                        claimed_at = std::time::Instant::now();
-                    }
-                    Ok(None) => {
-                        tracing::warn!(
-                            "our claim was taken over while we waited; not calling WeChat"
-                        );
-                        return None;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot renew the claim; waiting");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                        continue;
-                    }
-                }
+            if !self.may_call(held) {
+                // The claim could not be renewed while we waited for the slot (NATS trouble):
+                // calling now could race a takeover.
+                continue;
             }
             calls += 1;
             let err = match self.wechat.code2session(&req.appid, secret, &code).await {

@@ -1,50 +1,78 @@
 //! Recording a result: publishing it on the code's own subject of the results stream, where
-//! the first result of a code is the only one (see [`crate::ledger`]), and answering the
-//! ingress.
+//! the first result of a code is the only one (see [`crate::ledger`]); what a login is told when
+//! its code already has a result; and answering the ingress.
 
 use std::time::Duration;
 
 use async_nats::HeaderMap;
 
-use super::{Exchanger, Incoming, WorkerError};
+use super::{Exchanger, Incoming};
 use crate::{
-    events::{self, HEADER_LOGIN_ID, LoginResult},
-    ledger::Recorded,
+    events::{
+        self, FailureReason, HEADER_LOGIN_ID, LOGIN_RESULT_V1, LoginOutcome, LoginRequested,
+        LoginResult,
+    },
+    ledger::{LedgerError, Recorded},
 };
 
 impl Exchanger {
-    /// Publishes the result we hold and returns the one the stream keeps, retrying through
-    /// NATS hiccups (a cluster leader change, a reconnect) instead of giving the message back:
-    /// the WeChat answer exists only in this process, and a redelivered code could not be
-    /// exchanged again. If a worker that died after publishing left a result, that one stays
-    /// authoritative and is what we answer with.
-    pub(super) async fn record(&self, result: LoginResult) -> Result<LoginResult, WorkerError> {
-        let give_up = tokio::time::Instant::now() + self.topology.exchange_ack_wait * 4;
+    /// Publishes the result we hold and returns what our login is answered with. It never gives
+    /// up while the process runs: the WeChat answer exists only here, and the code cannot be
+    /// exchanged again (the step's claim is renewed meanwhile, so nobody takes it over). If the
+    /// code already has a result, that one stays authoritative: ours again after a lost ack, or
+    /// another login's, which makes ours a reuse.
+    pub(super) async fn record(&self, req: &LoginRequested, result: LoginResult) -> LoginResult {
         let mut attempt = 0;
         loop {
             match self.ledger.record(&result).await {
                 Ok(Recorded::Ours(seq)) => {
                     tracing::debug!(seq, "result published");
-                    return Ok(result);
+                    return result;
                 }
                 Ok(Recorded::Earlier(first)) => {
                     if first.login_id != result.login_id {
                         tracing::warn!(
-                            "a result for this code was already published; answering with it"
+                            "another login's result was recorded for this code first; ours is refused"
                         );
                     }
-                    return Ok(*first);
+                    return self.answer_for_repeat(req, *first);
                 }
-                Err(e) if tokio::time::Instant::now() < give_up => {
+                Err(LedgerError::Corrupt(e)) => {
+                    // A result we cannot read (a newer worker's format?) stands for the code.
+                    tracing::error!(error = %e, "the code has a result this worker cannot read");
+                    return failure_for(req, -1, FailureReason::Unexpected, result.upstream_calls);
+                }
+                Err(e) => {
                     crate::meter::nats_error("record_result");
                     tracing::warn!(error = %e, attempt, "cannot record the result yet; retrying");
                     tokio::time::sleep(self.backoff.delay(attempt).max(Duration::from_millis(100)))
                         .await;
-                    attempt += 1;
+                    attempt = attempt.saturating_add(1);
                 }
-                Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// A code whose exchange already ended. A retry of the same login (a redelivery) gets its
+    /// result again; any other login gets 40163, like WeChat. Concurrent duplicates never reach
+    /// a worker as a login of their own (JetStream folds them into the first message); the ones
+    /// that do (their first is older than the duplicate window, or the server lost its duplicate
+    /// state in a restart) cannot be ordered against the exchange without comparing clocks, so
+    /// they are refused: never another login's session.
+    pub(super) fn answer_for_repeat(
+        &self,
+        req: &LoginRequested,
+        first: LoginResult,
+    ) -> LoginResult {
+        if first.login_id == req.login_id {
+            return first;
+        }
+        self.refuse_as_reuse(req)
+    }
+
+    /// 40163 for `req`'s login: its code belongs to another login.
+    pub(super) fn refuse_as_reuse(&self, req: &LoginRequested) -> LoginResult {
+        failure_for(req, 40163, FailureReason::AlreadyUsed, 0)
     }
 
     /// Best effort: if the ingress has gone, the client polls its ticket from the ledger.
@@ -61,5 +89,24 @@ impl Exchanger {
         {
             tracing::debug!(error = %e, "reply not sent");
         }
+    }
+}
+
+/// A failure for `req`'s own login (named by it, never by the code's first login).
+fn failure_for(
+    req: &LoginRequested,
+    errcode: i64,
+    reason: FailureReason,
+    upstream_calls: u32,
+) -> LoginResult {
+    LoginResult {
+        v: LOGIN_RESULT_V1,
+        login_id: req.login_id.clone(),
+        appid: req.appid.clone(),
+        code_key: req.code_key.clone(),
+        received_at_ms: req.received_at_ms,
+        finished_at_ms: events::now_ms(),
+        upstream_calls,
+        outcome: LoginOutcome::Failure { errcode, reason },
     }
 }

@@ -3,6 +3,12 @@
 //! The token is minted before the code is published and travels only inside the client's
 //! ticket (sealed), so whichever ingress process answers — now, or later through the ticket —
 //! creates the session under the same token, and no token ever rests in NATS or the ledger.
+//!
+//! One user per code: a login gets a session only from a result that names it, or — for a
+//! submission JetStream folded into an earlier one as a duplicate — from the code's result if
+//! the code had none *after* this submission reached the stream (read from the leader once the
+//! publish was acknowledged: the server's order, no clocks compared). That fact travels in the
+//! ticket; everything else that finds the code's result is a reuse, `409 40163`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -10,16 +16,18 @@ use async_nats::HeaderMap;
 use axum::{
     Json,
     body::Body,
-    extract::{Path, State},
-    http::{HeaderMap as HttpHeaders, StatusCode},
+    extract::State,
+    http::HeaderMap as HttpHeaders,
     response::{IntoResponse, Response},
 };
-use serde::{Deserialize, Serialize};
+use futures::StreamExt;
+use serde::Serialize;
 
 use super::{
     Ingress,
     body::{self, LoginBody},
     error::{self, ApiError},
+    ticket::{Accepted, Ticket, accepted},
     validate,
 };
 use crate::{
@@ -27,23 +35,11 @@ use crate::{
         self, FailureReason, HEADER_LOGIN_ID, HEADER_MSG_ID, HEADER_REPLY, LOGIN_REQUESTED_V1,
         LoginOutcome, LoginRequested, LoginResult,
     },
-    ledger::{self, LedgerEntry},
+    ledger,
     sessions::{self, Lookup, SessionRecord},
 };
 
-const TICKET_AAD: &[u8] = b"wxlogin-ticket-v1";
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
-const RETRY_AFTER_MS: u64 = 500;
-
-/// What a 202's ticket carries (sealed): enough for any ingress to finish the login.
-#[derive(Debug, Serialize, Deserialize)]
-struct Ticket {
-    token: String,
-    login_id: String,
-    appid: String,
-    code_key: String,
-    received_at_ms: i64,
-}
 
 /// Logged in: our session token (never an openid, never the session_key).
 #[derive(Serialize, utoipa::ToSchema)]
@@ -53,16 +49,6 @@ pub(crate) struct TokenAnswer {
     token: String,
     /// Seconds until the token expires.
     expires_in: i64,
-}
-
-/// Not ready yet: poll `GET /v1/login/{ticket}` after `retry_after_ms`.
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"ticket": super::openapi::EXAMPLE_TICKET, "retry_after_ms": 500}))]
-pub(crate) struct Accepted {
-    /// Sealed and opaque; it reveals nothing and only this deployment can read it.
-    ticket: String,
-    /// Wait this long before polling.
-    retry_after_ms: u64,
 }
 
 /// Exchanges a `wx.login()` code for a session token.
@@ -150,6 +136,7 @@ async fn login(
         code_key: ledger::code_key(&appid, &code),
         received_at_ms: events::now_ms(),
         appid,
+        joined: false,
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     ingress.waiters.insert(ticket.login_id.clone(), tx);
@@ -206,106 +193,73 @@ async fn publish(ingress: &Ingress, ticket: &Ticket, code: &str) -> Result<bool,
     Ok(ack.duplicate)
 }
 
-/// The same code was submitted before. If its exchange already ended, this is a reuse: 409.
-/// Otherwise wait for the first exchange and share its outcome.
-async fn duplicate_login(ingress: &Ingress, ticket: Ticket) -> Result<Response, ApiError> {
-    if let Some(LedgerEntry::Done { .. }) =
-        ledger_get(ingress, &ticket.appid, &ticket.code_key).await?
-    {
+/// The same code was submitted before (JetStream folded ours into that message). If the code
+/// has a result now, its exchange may have ended before we arrived: a reuse, 409. If it has
+/// none, we arrived before the end and share the outcome, waiting for it on the result's
+/// subject (no polling).
+async fn duplicate_login(ingress: &Ingress, mut ticket: Ticket) -> Result<Response, ApiError> {
+    let subject = ingress
+        .topology
+        .result_subject(&ticket.appid, &ticket.code_key);
+    // Subscribed (and the server told, by the flush) before the read, so a result published
+    // after the read reaches us.
+    let mut results = ingress.nats.subscribe(subject).await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot watch for the code's result");
+        error::UNAVAILABLE
+    })?;
+    ingress.nats.flush().await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot watch for the code's result");
+        error::UNAVAILABLE
+    })?;
+    if code_result(ingress, &ticket).await?.is_some() {
         return Err(error::CODE_USED);
     }
-    let deadline = tokio::time::Instant::now() + ingress.login_wait;
-    while tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Some(LedgerEntry::Done { result }) =
-            ledger_get(ingress, &ticket.appid, &ticket.code_key).await?
-        {
-            return answer(ingress, &ticket, &result).await;
+    ticket.joined = true;
+    // A message on the subject only wakes us: core NATS delivers publishes the stream refused
+    // too (a second result, a result while the stream is full), so the stored one is read.
+    let result = tokio::time::timeout(ingress.login_wait, async {
+        while results.next().await.is_some() {
+            if let Some(result) = code_result(ingress, &ticket).await? {
+                return Ok(Some(result));
+            }
         }
-    }
-    accepted(ingress, &ticket)
-}
-
-async fn ledger_get(
-    ingress: &Ingress,
-    appid: &str,
-    code_key: &str,
-) -> Result<Option<LedgerEntry>, ApiError> {
-    ingress.ledger.get(appid, code_key).await.map_err(|e| {
-        tracing::warn!(error = %e, "code ledger unavailable");
-        error::UNAVAILABLE
+        Ok(None)
     })
-}
-
-fn accepted(ingress: &Ingress, ticket: &Ticket) -> Result<Response, ApiError> {
-    let sealed = ingress.keyring.seal(
-        &serde_json::to_vec(ticket).expect("ticket serializes"),
-        TICKET_AAD,
-    );
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            ticket: sealed,
-            retry_after_ms: RETRY_AFTER_MS,
-        }),
-    )
-        .into_response())
-}
-
-/// Follows a `202` ticket: answers like `POST /v1/login` (200, 202 again, or the login's
-/// error) for as long as the code could still be exchanged; then `404 40029`.
-#[utoipa::path(
-    get,
-    path = "/v1/login/{ticket}",
-    tag = "login",
-    operation_id = "login_ticket",
-    params(("ticket" = String, Path, description = "The `ticket` of a `202` answer.")),
-    responses(
-        (status = 200, description = "Logged in.", body = TokenAnswer),
-        (status = 202, description = "Still not ready: poll again after `retry_after_ms`.", body = Accepted),
-        super::openapi::TicketErrors,
-    ),
-)]
-#[tracing::instrument(skip_all, fields(login_id))]
-pub async fn get_ticket(
-    State(ingress): State<Arc<Ingress>>,
-    Path(sealed): Path<String>,
-) -> Response {
-    let ticket = match ingress
-        .keyring
-        .open(&sealed, TICKET_AAD)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<Ticket>(&bytes).ok())
-    {
-        Some(t) => t,
-        None => return error::UNKNOWN_TICKET.into_response(),
-    };
-    tracing::Span::current().record("login_id", ticket.login_id.as_str());
-    let age = Duration::from_millis(
-        events::now_ms()
-            .saturating_sub(ticket.received_at_ms)
-            .max(0) as u64,
-    );
-    if age > ingress.topology.ledger_max_age() {
-        return error::UNKNOWN_TICKET.into_response();
+    .await;
+    match result {
+        Ok(Ok(Some(result))) => answer(ingress, &ticket, &result).await,
+        Ok(Err(e)) => Err(e),
+        _ => accepted(ingress, &ticket),
     }
-    let result = match ledger_get(&ingress, &ticket.appid, &ticket.code_key).await {
-        Ok(Some(LedgerEntry::Done { result })) => answer(&ingress, &ticket, &result).await,
-        Ok(_) if age > ingress.topology.code_ttl + 2 * ingress.topology.exchange_ack_wait => {
-            Err(error::EXPIRED)
-        }
-        Ok(_) => accepted(&ingress, &ticket),
-        Err(e) => Err(e),
-    };
-    result.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// Turns a login's result into the HTTP answer, creating the session on success.
-async fn answer(
+/// The code's result, as the results stream's leader has it.
+pub(super) async fn code_result(
+    ingress: &Ingress,
+    ticket: &Ticket,
+) -> Result<Option<LoginResult>, ApiError> {
+    ingress
+        .ledger
+        .result(&ticket.appid, &ticket.code_key)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "code ledger unavailable");
+            error::UNAVAILABLE
+        })
+}
+
+/// Turns a login's result into the HTTP answer, creating the session on success. The one
+/// place a session is made: only from a result naming this login, or the code's result for a
+/// duplicate that joined it in time (see the module's top).
+pub(super) async fn answer(
     ingress: &Ingress,
     ticket: &Ticket,
     result: &LoginResult,
 ) -> Result<Response, ApiError> {
+    if result.login_id != ticket.login_id && !ticket.joined {
+        tracing::debug!("the code's result belongs to another login: a reuse");
+        return Err(error::CODE_USED);
+    }
     match &result.outcome {
         LoginOutcome::Success {
             openid,

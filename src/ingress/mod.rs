@@ -10,6 +10,7 @@ pub mod error;
 pub mod guard;
 mod login;
 pub mod openapi;
+mod ticket;
 pub mod validate;
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
@@ -147,7 +148,14 @@ impl Ingress {
                     guard::login_guard,
                 )),
             )
-            .route("/v1/login/{ticket}", get(login::get_ticket))
+            // A ticket poll costs NATS reads like a login: the same quota and in-flight bound.
+            .route(
+                "/v1/login/{ticket}",
+                get(ticket::get_ticket).route_layer(axum::middleware::from_fn_with_state(
+                    self.clone(),
+                    guard::login_guard,
+                )),
+            )
             .route("/v1/me", get(account::me))
             .route("/v1/logout", post(account::logout))
             .route("/v1/decrypt", post(decrypt::post_decrypt))

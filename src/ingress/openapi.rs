@@ -22,7 +22,7 @@ use utoipa::{
     },
 };
 
-use super::{account, decrypt, error, error::ApiError, login};
+use super::{account, decrypt, error, error::ApiError, login, ticket};
 use crate::crypto::wxbiz::WxBizError;
 
 /// The document; see [`document`] and [`json`].
@@ -39,7 +39,7 @@ never on `errmsg`. An unknown path answers `404 40066`; a known path with the wr
     ),
     paths(
         login::post_login,
-        login::get_ticket,
+        ticket::get_ticket,
         account::me,
         account::logout,
         decrypt::post_decrypt,
@@ -259,8 +259,11 @@ exchanged; call `wx.login()` again",
         HIGH_RISK: WHEN_HIGH_RISK,
         SERVER_MISCONFIGURED: WHEN_MISCONFIGURED,
         UPSTREAM_UNEXPECTED: WHEN_UPSTREAM_UNEXPECTED,
+        TOO_MANY_ATTEMPTS: "this client address made too many login attempts and ticket polls \
+(`WXLOGIN_CLIENT_QUOTA`); wait `Retry-After` seconds",
         UNAVAILABLE: WHEN_UNAVAILABLE,
         EXPIRED: WHEN_EXPIRED,
+        OVERLOADED: "this server has too many logins in flight; wait `Retry-After` seconds",
         REQUEST_TIMEOUT: WHEN_REQUEST_TIMEOUT,
     }
 }

@@ -154,15 +154,19 @@ impl Fleet {
         self.control.mint_code(APPID, user).await.expect("mint")
     }
 
-    /// One login as a mini program does it: post, then follow 202 tickets for up to `patience`.
-    pub async fn login(&self, code: &str, patience: Duration) -> Outcome {
-        let started = Instant::now();
-        let post = self
-            .http
+    /// `POST /v1/login` with the code.
+    pub async fn post_login(&self, code: &str) -> reqwest::Result<reqwest::Response> {
+        self.http
             .post(format!("{}/v1/login", self.api))
             .json(&serde_json::json!({"appid": APPID, "code": code}))
             .send()
-            .await;
+            .await
+    }
+
+    /// One login as a mini program does it: post, then follow 202 tickets for up to `patience`.
+    pub async fn login(&self, code: &str, patience: Duration) -> Outcome {
+        let started = Instant::now();
+        let post = self.post_login(code).await;
         let Ok(r) = post else {
             return Outcome::NotAccepted("connection".into());
         };
@@ -233,6 +237,15 @@ impl Fleet {
             t.await.unwrap();
         }
         Arc::try_unwrap(report).unwrap().into_inner().unwrap()
+    }
+
+    /// The prefix of the fleet's streams, buckets and subjects.
+    pub fn prefix(&self) -> &str {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "WXLOGIN_NATS_PREFIX")
+            .map(|(_, v)| v.as_str())
+            .expect("the fleet has a prefix")
     }
 
     pub fn log_dir(&self) -> PathBuf {

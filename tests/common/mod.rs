@@ -123,6 +123,27 @@ pub fn test_keyring() -> Arc<Keyring> {
     Arc::new(Keyring::new(MasterKey::generate(), Vec::new()))
 }
 
+/// Makes `stream` refuse every new message (as a full disk or a lost quorum would) while reads
+/// go on; returns its config, to hand back to `update_stream` when the outage ends. The stream
+/// must hold a message already: a limit of 0 messages means "no limit".
+pub async fn refuse_writes(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> async_nats::jetstream::stream::Config {
+    let mut handle = js.get_stream(stream).await.expect("the stream exists");
+    let info = handle.info().await.expect("stream info");
+    let (normal, held) = (info.config.clone(), info.state.messages as i64);
+    assert!(held > 0, "{stream} must hold a message to be capped");
+    js.update_stream(async_nats::jetstream::stream::Config {
+        max_messages: held,
+        discard: async_nats::jetstream::stream::DiscardPolicy::New,
+        ..normal.clone()
+    })
+    .await
+    .expect("cap the stream");
+    normal
+}
+
 /// The admin URL of a PostgreSQL server to create test databases on.
 fn pg_admin_url() -> String {
     std::env::var("WXLOGIN_TEST_POSTGRES_URL")
@@ -301,6 +322,14 @@ impl TestApp {
         let r = self
             .post_login(serde_json::json!({"appid": APPID, "code": code}))
             .await;
+        self.login_following_tickets_of(r).await
+    }
+
+    /// Follows the 202 tickets of a login's answer `r`; the final status and JSON.
+    pub async fn login_following_tickets_of(
+        &self,
+        r: reqwest::Response,
+    ) -> (u16, serde_json::Value) {
         let mut status = r.status().as_u16();
         let mut body: serde_json::Value = r.json().await.unwrap();
         for _ in 0..600 {

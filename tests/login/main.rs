@@ -5,6 +5,7 @@
 mod common;
 mod errors;
 mod pressure;
+mod reuse;
 mod tokens;
 
 use std::time::Duration;

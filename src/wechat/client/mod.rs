@@ -53,6 +53,7 @@ impl Default for ClientOptions {
 pub struct WechatClient {
     http: reqwest::Client,
     endpoint: Url,
+    connect_timeout: Duration,
 }
 
 impl fmt::Debug for WechatClient {
@@ -92,7 +93,16 @@ impl WechatClient {
         let http = builder
             .build()
             .map_err(|e| ClientBuildError::Http(e.without_url()))?;
-        Ok(WechatClient { http, endpoint })
+        Ok(WechatClient {
+            http,
+            endpoint,
+            connect_timeout: options.connect_timeout,
+        })
+    }
+
+    /// The longest a call may take to leave this process (DNS, TCP and TLS included).
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// Exchanges a `wx.login` code for the user's openid, unionid and session_key.

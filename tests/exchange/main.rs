@@ -1,12 +1,17 @@
 //! The worker step, called directly: `Exchanger::handle(request) -> Outcome`, against a real
 //! nats-server and the simulator.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod takeover;
 
 use common::{APPID, SECRET};
 use secrecy::SecretString;
 use wxlogin::{
-    events::{LOGIN_REQUESTED_V1, LoginOutcome, LoginRequested},
+    events::{
+        FailureReason, LOGIN_REQUESTED_V1, LOGIN_RESULT_V1, LoginOutcome, LoginRequested,
+        LoginResult,
+    },
     exchange::{Exchanger, Incoming, Outcome},
     ledger::{self, Ledger},
     natsd::NatsServer,
@@ -18,6 +23,8 @@ use wxlogin::{
 
 struct Rig {
     exchanger: Exchanger,
+    /// The ledger's bucket, to age entries out by hand.
+    ledger_kv: async_nats::jetstream::kv::Store,
     control: sim::SimControl,
     _sim: sim::SimServer,
     _nats: NatsServer,
@@ -48,6 +55,9 @@ async fn rig() -> Rig {
     let handles = topology.ensure(&js).await.unwrap();
     let wechat = WechatClient::new(ClientOptions {
         base_url: sim.base_url(),
+        // The simulator is on loopback; a short connect timeout leaves the steps a call window
+        // within the short ack wait below (a call must be out well before a takeover).
+        connect_timeout: std::time::Duration::from_millis(200),
         ..ClientOptions::default()
     })
     .unwrap();
@@ -55,7 +65,8 @@ async fn rig() -> Rig {
         appid: APPID.into(),
         secret: SecretString::from(SECRET.to_string()),
     }];
-    let exchanger = Exchanger::new(
+    let ledger_kv = handles.ledger.clone();
+    let mut exchanger = Exchanger::new(
         wechat,
         &apps,
         "100/1s".parse().unwrap(),
@@ -71,8 +82,11 @@ async fn rig() -> Rig {
         client,
         topology,
     );
+    // A short ack wait, so takeovers (which give the holder one full ack wait) take seconds.
+    exchanger.stale_claim = std::time::Duration::from_millis(1500);
     Rig {
         exchanger,
+        ledger_kv,
         control: sim.control(),
         _sim: sim,
         _nats: nats,
@@ -116,69 +130,68 @@ async fn a_step_exchanges_once_and_a_redelivery_is_answered_from_the_ledger() {
         .handle(&request(&rig, "l-1", &code))
         .await
         .unwrap();
-    // A later, different login with the same code: 40163 without calling WeChat. ("Later":
-    // received after the first exchange finished; within the same millisecond it would count as
-    // a concurrent duplicate and share the first's outcome.)
-    let mut later = request(&rig, "l-2", &code);
-    later.request.received_at_ms = result.finished_at_ms + 1;
     assert_eq!(again, Outcome::AnsweredFromLedger(result));
-    let later = rig.exchanger.handle(&later).await.unwrap();
-    let Outcome::AnsweredFromLedger(r) = later else {
-        panic!("{later:?}")
-    };
-    assert!(matches!(
-        r.outcome,
-        LoginOutcome::Failure { errcode: 40163, .. }
-    ));
+    // Another login with the same code, even one stamped as received before the exchange
+    // ended (clocks of other machines prove nothing): 40163, named by itself, WeChat not called.
+    let mut other = request(&rig, "l-2", &code);
+    other.request.received_at_ms -= 60_000;
+    let other = rig.exchanger.handle(&other).await.unwrap();
+    assert_already_used(&other, "l-2");
     assert_eq!(rig.control.stats().await.unwrap().calls, 1);
 }
 
 #[tokio::test]
-async fn a_fresh_claim_by_another_worker_is_left_alone() {
+async fn a_code_replayed_after_its_claim_aged_out_is_refused_without_calling_wechat() {
     let rig = rig().await;
-    let code = rig.control.mint_code(APPID, "mia").await.unwrap();
-    let req = request(&rig, "l-3", &code);
-    rig.exchanger
-        .ledger
-        .claim(APPID, &req.request.code_key, "someone-else")
+    let code = rig.control.mint_code(APPID, "ada").await.unwrap();
+    let first = rig
+        .exchanger
+        .handle(&request(&rig, "l-1", &code))
         .await
         .unwrap();
-    let outcome = rig.exchanger.handle(&req).await.unwrap();
-    assert_eq!(outcome, Outcome::InFlightElsewhere);
-    assert_eq!(rig.control.stats().await.unwrap().calls, 0);
+    assert!(matches!(first, Outcome::Exchanged(ref r) if r.is_success()));
+    // The claim's entry ages out (code TTL + ack wait + 60 s after its last write); the result
+    // stays for days. Purging the entry stands in for the expiry.
+    rig.ledger_kv
+        .purge(ledger::code_key(APPID, &code))
+        .await
+        .unwrap();
+    let replay = rig
+        .exchanger
+        .handle(&request(&rig, "l-attacker", &code))
+        .await
+        .unwrap();
+    assert_already_used(&replay, "l-attacker");
+    assert_eq!(rig.control.stats().await.unwrap().calls, 1);
 }
 
 #[tokio::test]
-async fn a_step_whose_claim_was_taken_over_while_it_waited_for_quota_does_not_call_wechat() {
-    let mut rig = rig().await;
-    rig.exchanger.stale_claim = std::time::Duration::from_millis(1500);
-    let code = rig.control.mint_code(APPID, "ola").await.unwrap();
-    let req = request(&rig, "l-5", &code);
-    // Another worker holds the fleet's schedule for the next 3 s: our step waits for quota
-    // long enough for its claim to look stale.
-    rig.exchanger
-        .budget
-        .reserve(APPID, 1, 3_000_000)
+async fn a_result_recorded_first_by_another_login_is_never_handed_to_this_one() {
+    let rig = rig().await;
+    let code = rig.control.mint_code(APPID, "bea").await.unwrap();
+    let req = request(&rig, "l-b", &code);
+    // WeChat answers slowly; meanwhile a result of another login lands for the same code (a
+    // step that held the code before ours, finishing late).
+    rig.control
+        .set_faults(&sim::Faults {
+            latency_ms: 800,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let ledger = rig.exchanger.ledger.clone();
-    let code_key = req.request.code_key.clone();
+    let theirs = success_of(&req, "l-a", "o-victim");
     let rival = async {
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        let ledger::Claim::Taken { revision, .. } =
-            ledger.claim(APPID, &code_key, "rival").await.unwrap()
-        else {
-            panic!("the step should hold the claim")
-        };
-        ledger
-            .take_over(&code_key, "rival", revision)
-            .await
-            .unwrap()
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        ledger.record(&theirs).await.unwrap()
     };
-    let (outcome, taken) = tokio::join!(rig.exchanger.handle(&req), rival);
-    assert!(taken.is_some(), "the rival should win the stale claim");
-    assert_eq!(outcome.unwrap(), Outcome::InFlightElsewhere);
-    assert_eq!(rig.control.stats().await.unwrap().calls, 0);
+    let (ours, recorded) = tokio::join!(rig.exchanger.handle(&req), rival);
+    assert!(matches!(recorded, ledger::Recorded::Ours(_)));
+    let ours = ours.unwrap();
+    assert_already_used(&ours, "l-b");
+    // The stream keeps the first result, and only that one.
+    let kept = ledger.result(APPID, &req.request.code_key).await.unwrap();
+    assert_eq!(kept, Some(theirs));
 }
 
 #[tokio::test]
@@ -214,7 +227,7 @@ async fn a_session_key_leaves_the_step_only_sealed() {
 }
 
 #[tokio::test]
-async fn a_code_keeps_its_first_result_when_another_is_published_for_it() {
+async fn the_stream_refuses_a_second_result_for_a_code_and_keeps_the_first() {
     let rig = rig().await;
     let code = rig.control.mint_code(APPID, "pia").await.unwrap();
     let Outcome::Exchanged(first) = rig
@@ -225,9 +238,7 @@ async fn a_code_keeps_its_first_result_when_another_is_published_for_it() {
     else {
         panic!()
     };
-    // A second result for the same code (a taken-over worker finishing late): refused by the
-    // stream, and the first is handed back.
-    let late = wxlogin::events::LoginResult {
+    let late = LoginResult {
         login_id: "l-7".into(),
         outcome: LoginOutcome::Failure {
             errcode: 40163,
@@ -235,15 +246,53 @@ async fn a_code_keeps_its_first_result_when_another_is_published_for_it() {
         },
         ..first.clone()
     };
+    // The ledger reports the first; whether it is the caller's own is the caller's to judge
+    // (a step of `l-7` answers its login 40163: see the test above).
     match rig.exchanger.ledger.record(&late).await.unwrap() {
         ledger::Recorded::Earlier(kept) => assert_eq!(*kept, first),
         other => panic!("the second result was kept: {other:?}"),
     }
-    let entry = rig
+    let kept = rig
         .exchanger
         .ledger
-        .get(APPID, &first.code_key)
+        .result(APPID, &first.code_key)
         .await
         .unwrap();
-    assert_eq!(entry, Some(ledger::LedgerEntry::Done { result: first }));
+    assert_eq!(kept, Some(first));
+}
+
+/// A successful result of `login_id` for `req`'s code, as a step that called WeChat records it.
+fn success_of(req: &Incoming, login_id: &str, openid: &str) -> LoginResult {
+    LoginResult {
+        v: LOGIN_RESULT_V1,
+        login_id: login_id.into(),
+        appid: APPID.into(),
+        code_key: req.request.code_key.clone(),
+        received_at_ms: req.request.received_at_ms,
+        finished_at_ms: wxlogin::events::now_ms(),
+        upstream_calls: 1,
+        outcome: LoginOutcome::Success {
+            openid: openid.into(),
+            unionid: None,
+            session_key_sealed: "sealed".into(),
+        },
+    }
+}
+
+/// The step answered `login_id` itself with 40163 ("already used").
+pub(crate) fn assert_already_used(outcome: &Outcome, login_id: &str) {
+    let (Outcome::AnsweredFromLedger(r) | Outcome::Exchanged(r)) = outcome else {
+        panic!("expected an answer, got {outcome:?}")
+    };
+    assert_eq!(r.login_id, login_id, "{r:?}");
+    assert!(
+        matches!(
+            r.outcome,
+            LoginOutcome::Failure {
+                errcode: 40163,
+                reason: FailureReason::AlreadyUsed
+            }
+        ),
+        "{r:?}"
+    );
 }
