@@ -19,6 +19,13 @@ async fn first_login(app: &TestApp, code: &str) -> (String, String) {
     (token, me["openid"].as_str().unwrap().to_string())
 }
 
+/// The openid `/v1/me` gives for the token of a `200` login answer.
+async fn openid(app: &TestApp, answer: &serde_json::Value) -> serde_json::Value {
+    let token = answer["token"].as_str().expect("a token");
+    let me: serde_json::Value = app.me(token).await.json().await.unwrap();
+    me["openid"].clone()
+}
+
 /// Submits `code` again, following tickets: `409 40163`, no token, and WeChat still asked once.
 async fn assert_refused_as_reuse(app: &TestApp, code: &str, context: &str) {
     let (status, body) = app.login_following_tickets(code).await;
@@ -130,12 +137,7 @@ async fn a_duplicate_that_arrived_during_the_exchange_shares_its_user_through_it
     );
     assert_eq!((a.0, b.0), (200, 200), "{} {}", a.1, b.1);
     assert_ne!(a.1["token"], b.1["token"]);
-    let mut openids = Vec::new();
-    for token in [&a.1["token"], &b.1["token"]] {
-        let me: serde_json::Value = app.me(token.as_str().unwrap()).await.json().await.unwrap();
-        openids.push(me["openid"].clone());
-    }
-    assert_eq!(openids[0], openids[1]);
+    assert_eq!(openid(&app, &a.1).await, openid(&app, &b.1).await);
     assert_eq!(app.control.stats().await.unwrap().calls, 1);
     app.stop().await;
 }
@@ -163,5 +165,46 @@ async fn ticket_polls_count_against_the_client_quota() {
     let r = app.get(&format!("/v1/login/{ticket}")).await;
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_duplicate_is_answered_only_from_the_stored_result() {
+    let mut opts = Options::new(Db::Sqlite);
+    opts.login_wait = Duration::from_secs(3);
+    let app = spawn_app(opts).await;
+    let warm = app.mint("warm").await;
+    first_login(&app, &warm).await;
+    // The results stream refuses writes: the worker's attempts to record are still published
+    // on the result's subject (core NATS delivers them to subscribers), but none is stored.
+    let client = async_nats::connect(app.nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let results = wxlogin::roles::topology(&app.settings).results_stream();
+    let normal = crate::common::refuse_writes(&js, &results).await;
+    let code = app.mint("fay").await;
+    let (first, second) = tokio::join!(
+        app.post_login(json!({"appid": APPID, "code": code})),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            app.post_login(json!({"appid": APPID, "code": code})).await
+        }
+    );
+    // Neither is answered from a result the stream did not keep.
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (202, 202)
+    );
+    js.update_stream(normal).await.unwrap();
+    let (a, b) = tokio::join!(
+        app.login_following_tickets_of(first),
+        app.login_following_tickets_of(second)
+    );
+    assert_eq!((a.0, b.0), (200, 200), "{} {}", a.1, b.1);
+    assert_eq!(openid(&app, &a.1).await, openid(&app, &b.1).await);
+    assert_eq!(
+        app.control.stats().await.unwrap().calls,
+        2,
+        "one call per code"
+    );
     app.stop().await;
 }
