@@ -190,7 +190,7 @@ pub async fn worker(
     let make = || {
         handles
             .codes
-            .get_or_create_consumer(&name, topo.exchange_consumer_config(20_000))
+            .get_or_create_consumer(&name, topo.exchange_consumer_config())
     };
     let Some(consumer) = retry_until_shutdown("the exchange consumer", &shutdown, make).await?
     else {

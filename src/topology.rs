@@ -22,6 +22,8 @@ pub enum TopologyError {
 
 /// How long the upserter may hold a result batch before it is redelivered.
 pub const UPSERT_ACK_WAIT: Duration = Duration::from_secs(30);
+/// Messages each durable consumer may have out unacknowledged, over all its processes.
+pub const MAX_ACK_PENDING: i64 = 20_000;
 
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -127,14 +129,14 @@ impl Topology {
         }
     }
 
-    pub fn exchange_consumer_config(&self, max_ack_pending: i64) -> pull::Config {
+    pub fn exchange_consumer_config(&self) -> pull::Config {
         pull::Config {
             durable_name: Some(self.exchange_consumer()),
             description: Some("wxlogin exchange workers".into()),
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.exchange_ack_wait,
             max_deliver: -1,
-            max_ack_pending,
+            max_ack_pending: MAX_ACK_PENDING,
             ..Default::default()
         }
     }
@@ -147,7 +149,7 @@ impl Topology {
             ack_wait: UPSERT_ACK_WAIT,
             max_deliver: -1,
             filter_subject: format!("{}.results.>", self.prefix),
-            max_ack_pending: 20_000,
+            max_ack_pending: MAX_ACK_PENDING,
             ..Default::default()
         }
     }
@@ -223,6 +225,77 @@ async fn create_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `nats/` holds the same definitions as files for operators: every field a file states
+    /// is what the code creates (with the default settings), and the code sets nothing the
+    /// files leave out.
+    #[test]
+    fn the_definitions_in_nats_are_what_the_topology_creates() {
+        let topology = crate::roles::topology(&crate::settings::Settings::default());
+        let files = [
+            (
+                include_str!("../nats/streams/CODES.json"),
+                serde_json::to_value(topology.codes_config()),
+            ),
+            (
+                include_str!("../nats/streams/RESULTS.json"),
+                serde_json::to_value(topology.results_config()),
+            ),
+            (
+                include_str!("../nats/consumers/exchange.json"),
+                serde_json::to_value(topology.exchange_consumer_config()),
+            ),
+            (
+                include_str!("../nats/consumers/upserter.json"),
+                serde_json::to_value(topology.upsert_consumer_config()),
+            ),
+        ];
+        for (file, code) in files {
+            let file: serde_json::Value = serde_json::from_str(file).unwrap();
+            let code = code.unwrap();
+            let name = file.get("name").or(file.get("durable_name")).unwrap();
+            // "No limit" is -1 in the server's own terms, 0 as the client sends it.
+            let same = |v: &serde_json::Value| {
+                if v == &serde_json::json!(-1) {
+                    serde_json::json!(0)
+                } else {
+                    v.clone()
+                }
+            };
+            for (key, value) in file.as_object().unwrap() {
+                // A field the client leaves out is at its default: "no limit".
+                let in_code = code.get(key).map_or(serde_json::json!(0), same);
+                assert_eq!(in_code, same(value), "{name}: {key}");
+            }
+            for (key, value) in code.as_object().unwrap() {
+                let unset = value.is_null() || value == &serde_json::json!(0);
+                assert!(
+                    unset || file.get(key).is_some() || DEFAULTS_LEFT_OUT.contains(&key.as_str()),
+                    "{name}: the code sets {key} = {value}, the file does not say"
+                );
+            }
+        }
+    }
+
+    /// Fields the serialized configs always carry, at the server's own defaults.
+    const DEFAULTS_LEFT_OUT: &[&str] = &[
+        "max_msgs_per_subject",
+        "compression",
+        "first_seq",
+        "discard_new_per_subject",
+        "mirror_direct",
+        "sealed",
+        "deny_delete",
+        "deny_purge",
+        "allow_rollup_hdrs",
+        "inactive_threshold",
+        "num_replicas",
+        "memory_storage",
+        "headers_only",
+        "backoff",
+        "metadata",
+        "pause_until",
+    ];
 
     #[test]
     fn a_code_message_is_kept_as_long_as_its_result_would_be() {
