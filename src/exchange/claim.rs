@@ -145,8 +145,8 @@ impl Exchanger {
         })
     }
 
-    /// Renews the claim twice per call window for as long as the step runs (the caller drops
-    /// this future when the step ends). Stops once the claim is lost.
+    /// Renews the claim every `renew_every` for as long as the step runs (the caller drops this
+    /// future when the step ends). Stops once the claim is lost.
     pub(super) async fn keep(&self, held: &Held) -> Infallible {
         loop {
             let period = if held.renewed_within(self.renew_every()) {
@@ -168,9 +168,15 @@ impl Exchanger {
 
     /// Makes sure the claim is ours and fresh enough to call within the next moments.
     pub(super) async fn ensure_fresh(&self, held: &Held) -> Freshness {
-        if !held.renewed_within(self.renew_every())
-            && let Err(e) = self.renew(held).await
-        {
+        if held.renewed_within(self.renew_every()) {
+            return Freshness::Fresh;
+        }
+        self.renew_now(held).await
+    }
+
+    /// Renews the claim now and says where it stands.
+    pub(super) async fn renew_now(&self, held: &Held) -> Freshness {
+        if let Err(e) = self.renew(held).await {
             return Freshness::Unavailable(e);
         }
         if held.lost.load(Ordering::Relaxed) {
@@ -193,9 +199,14 @@ impl Exchanger {
         (self.stale_claim / 2).min(self.stale_claim.saturating_sub(to_leave))
     }
 
-    /// The keeper renews twice per call window, so a step waiting for quota always has one.
+    /// How often the keeper renews: a third of an ack wait (so a live holder renews well within
+    /// any taker's wait), and no longer than the call window, so that with the default ack wait
+    /// a step that waited for quota finds its claim fresh. With a short ack wait a step may have
+    /// to renew between its slot and its call (`exchange`), which costs a round trip, not a slot.
     fn renew_every(&self) -> Duration {
-        (self.call_window() / 2).max(Duration::from_millis(50))
+        (self.stale_claim / 3)
+            .min(self.call_window())
+            .max(Duration::from_millis(100))
     }
 
     async fn renew(&self, held: &Held) -> Result<(), LedgerError> {

@@ -35,11 +35,18 @@ pub enum WorkerError {
     /// NATS or the ledger is unavailable: leave the message for redelivery.
     #[error("cannot record the result yet: {0}")]
     Unavailable(String),
+    /// The code's claim or result is in a form this worker cannot read (a newer worker's?):
+    /// retrying would loop for as long as the codes stream keeps the message.
+    #[error("the code's ledger entry cannot be read: {0}")]
+    Unreadable(String),
 }
 
 impl From<LedgerError> for WorkerError {
     fn from(e: LedgerError) -> Self {
-        WorkerError::Unavailable(e.to_string())
+        match e {
+            LedgerError::Unavailable(_) => WorkerError::Unavailable(e.to_string()),
+            LedgerError::Corrupt(_) => WorkerError::Unreadable(e.to_string()),
+        }
     }
 }
 
@@ -174,19 +181,27 @@ impl Exchanger {
     #[tracing::instrument(skip_all, fields(login_id = %incoming.request.login_id, appid = %incoming.request.appid))]
     pub async fn handle(&self, incoming: &Incoming) -> Result<Outcome, WorkerError> {
         let req = &incoming.request;
-        let (held, took_over) = match self.start(req).await? {
-            Start::Held { held, took_over } => (held, took_over),
-            Start::Done(first) => {
-                let answer = self.answer_for_repeat(req, *first);
+        let (held, took_over) = match self.start(req).await {
+            Err(WorkerError::Unreadable(e)) => {
+                tracing::error!(error = %e, "the code's ledger entry cannot be read; the login fails");
+                let answer = self.unreadable(req);
                 self.reply(incoming, &answer).await;
                 return Ok(Outcome::AnsweredFromLedger(answer));
             }
-            Start::OtherLogin => {
-                let answer = self.refuse_as_reuse(req);
-                self.reply(incoming, &answer).await;
-                return Ok(Outcome::AnsweredFromLedger(answer));
-            }
-            Start::Elsewhere => return Ok(Outcome::InFlightElsewhere),
+            started => match started? {
+                Start::Held { held, took_over } => (held, took_over),
+                Start::Done(first) => {
+                    let answer = self.answer_for_repeat(req, *first);
+                    self.reply(incoming, &answer).await;
+                    return Ok(Outcome::AnsweredFromLedger(answer));
+                }
+                Start::OtherLogin => {
+                    let answer = self.refuse_as_reuse(req);
+                    self.reply(incoming, &answer).await;
+                    return Ok(Outcome::AnsweredFromLedger(answer));
+                }
+                Start::Elsewhere => return Ok(Outcome::InFlightElsewhere),
+            },
         };
         let step = async {
             let started = std::time::Instant::now();
@@ -283,9 +298,14 @@ impl Exchanger {
                 return expired(calls);
             }
             if !self.may_call(held) {
-                // The claim could not be renewed while we waited for the slot (NATS trouble):
-                // calling now could race a takeover.
-                continue;
+                // The keeper's last renewal is too old to call on (a short ack wait, or NATS
+                // trouble): renew now and keep the slot; if that fails, calling could race a
+                // takeover.
+                match self.renew_now(held).await {
+                    Freshness::Fresh if self.may_call(held) => {}
+                    Freshness::Lost => return None,
+                    _ => continue,
+                }
             }
             calls += 1;
             let err = match self.wechat.code2session(&req.appid, secret, &code).await {

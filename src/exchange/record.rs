@@ -70,6 +70,11 @@ impl Exchanger {
         self.refuse_as_reuse(req)
     }
 
+    /// `-1` for `req`'s login: its code's ledger entry cannot be read here.
+    pub(super) fn unreadable(&self, req: &LoginRequested) -> LoginResult {
+        failure_for(req, -1, FailureReason::Unexpected, 0)
+    }
+
     /// 40163 for `req`'s login: its code belongs to another login.
     pub(super) fn refuse_as_reuse(&self, req: &LoginRequested) -> LoginResult {
         failure_for(req, 40163, FailureReason::AlreadyUsed, 0)

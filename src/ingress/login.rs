@@ -216,19 +216,23 @@ async fn duplicate_login(ingress: &Ingress, mut ticket: Ticket) -> Result<Respon
     }
     ticket.joined = true;
     // A message on the subject only wakes us: core NATS delivers publishes the stream refused
-    // too (a second result, a result while the stream is full), so the stored one is read.
+    // too (a second result, a result while the stream is full), so the stored one is read —
+    // a few times, as the message can reach us before the stream has stored it.
     let result = tokio::time::timeout(ingress.login_wait, async {
         while results.next().await.is_some() {
-            if let Some(result) = code_result(ingress, &ticket).await? {
-                return Ok(Some(result));
+            for pause in [0, 20, 100] {
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                if let Some(result) = code_result(ingress, &ticket).await? {
+                    return Ok(Some(result));
+                }
             }
         }
-        Ok(None)
+        Ok::<_, ApiError>(None)
     })
     .await;
     match result {
         Ok(Ok(Some(result))) => answer(ingress, &ticket, &result).await,
-        Ok(Err(e)) => Err(e),
+        // Joined: whatever went wrong, the ticket keeps that and finishes the login.
         _ => accepted(ingress, &ticket),
     }
 }

@@ -296,3 +296,38 @@ pub(crate) fn assert_already_used(outcome: &Outcome, login_id: &str) {
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn a_code_whose_result_this_worker_cannot_read_fails_its_login_without_calling_wechat() {
+    let rig = rig().await;
+    let code = rig.control.mint_code(APPID, "zed").await.unwrap();
+    let req = request(&rig, "l-13", &code);
+    // A result of a version this build does not know (a newer worker's, mid-rollout).
+    let subject = rig
+        .exchanger
+        .topology
+        .result_subject(APPID, &req.request.code_key);
+    let ack = rig
+        .exchanger
+        .js
+        .publish(subject, r#"{"v":99}"#.into())
+        .await;
+    ack.unwrap().await.unwrap();
+    // Answered (not left to be redelivered for as long as the codes stream keeps it).
+    let outcome = rig.exchanger.handle(&req).await.unwrap();
+    let Outcome::AnsweredFromLedger(r) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(r.login_id, "l-13");
+    assert!(
+        matches!(
+            r.outcome,
+            LoginOutcome::Failure {
+                errcode: -1,
+                reason: FailureReason::Unexpected
+            }
+        ),
+        "{r:?}"
+    );
+    assert_eq!(rig.control.stats().await.unwrap().calls, 0);
+}

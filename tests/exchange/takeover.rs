@@ -222,7 +222,18 @@ async fn of_two_takers_at_once_the_first_to_intend_takes_over_and_the_other_back
     // written its own intent over the first's, the first would fail and retry, and so on.
     let first = rig.exchanger.handle(&req);
     let second = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Once the first step's intent is in the ledger (however slow the machine).
+        let ledger = &rig.exchanger.ledger;
+        for _ in 0..200 {
+            let held = ledger.claim_with_revision(&req.request.code_key).await;
+            if held
+                .unwrap()
+                .is_some_and(|(record, _)| record.takeover_by.is_some())
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         rig.exchanger.handle(&req).await
     };
     let (first, second) = tokio::join!(first, second);

@@ -179,6 +179,9 @@ async fn codes_accepted_while_every_worker_is_down_past_their_ttl_each_end_in_on
             .await
             .unwrap();
         assert_eq!(r.status(), 503);
+        let body: serde_json::Value = r.json().await.unwrap();
+        let message = body["errmsg"].as_str().unwrap_or_default();
+        assert!(message.contains("expired"), "{body}");
     }
     // A worker comes back: each code still ends in exactly one result, without calling WeChat.
     fleet.add_worker(0);
