@@ -18,7 +18,7 @@ use secrecy::SecretString;
 
 use crate::{
     crypto::Keyring,
-    events::{self, FailureReason, LOGIN_RESULT_V1, LoginOutcome, LoginRequested, LoginResult},
+    events::{self, FailureReason, LoginOutcome, LoginRequested, LoginResult},
     ledger::{Ledger, LedgerError},
     quota::Quota,
     settings::App,
@@ -210,17 +210,9 @@ impl Exchanger {
                 return Outcome::InFlightElsewhere;
             };
             crate::meter::exchange_done(started);
-            let result = LoginResult {
-                v: LOGIN_RESULT_V1,
-                login_id: req.login_id.clone(),
-                appid: req.appid.clone(),
-                code_key: req.code_key.clone(),
-                received_at_ms: req.received_at_ms,
-                finished_at_ms: events::now_ms(),
-                upstream_calls: calls,
-                outcome,
-            };
-            let result = self.record(req, result).await;
+            let result = self
+                .record(req, record::result_for(req, outcome, calls))
+                .await;
             tracing::debug!(calls, "result recorded");
             self.reply(incoming, &result).await;
             Outcome::Exchanged(result)

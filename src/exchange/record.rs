@@ -104,6 +104,19 @@ fn failure_for(
     reason: FailureReason,
     upstream_calls: u32,
 ) -> LoginResult {
+    result_for(
+        req,
+        LoginOutcome::Failure { errcode, reason },
+        upstream_calls,
+    )
+}
+
+/// The result of `req`'s login, as it ends now.
+pub(super) fn result_for(
+    req: &LoginRequested,
+    outcome: LoginOutcome,
+    upstream_calls: u32,
+) -> LoginResult {
     LoginResult {
         v: LOGIN_RESULT_V1,
         login_id: req.login_id.clone(),
@@ -112,6 +125,6 @@ fn failure_for(
         received_at_ms: req.received_at_ms,
         finished_at_ms: events::now_ms(),
         upstream_calls,
-        outcome: LoginOutcome::Failure { errcode, reason },
+        outcome,
     }
 }
