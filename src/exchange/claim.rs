@@ -39,7 +39,7 @@ pub(super) struct Held {
     /// When the last write that made the claim ours (create, takeover, renewal) was *sent*.
     renewed_at: Mutex<Instant>,
     lost: AtomicBool,
-    /// One renewal at a time (the background keeper and a step's own check may meet).
+    /// One renewal at a time (the background keeper and a step's own renewal may meet).
     renewing: tokio::sync::Mutex<()>,
 }
 
@@ -166,12 +166,9 @@ impl Exchanger {
         }
     }
 
-    /// Makes sure the claim is ours and fresh enough to call within the next moments.
-    pub(super) async fn ensure_fresh(&self, held: &Held) -> Freshness {
-        if held.renewed_within(self.renew_every()) {
-            return Freshness::Fresh;
-        }
-        self.renew_now(held).await
+    /// Whether another step has taken the claim over (known without a round trip).
+    pub(super) fn claim_lost(&self, held: &Held) -> bool {
+        held.lost.load(Ordering::Relaxed)
     }
 
     /// Renews the claim now and says where it stands.

@@ -260,19 +260,8 @@ impl Exchanger {
         // Set once an attempt may have reached WeChat without an answer we could read.
         let mut ambiguous = took_over;
         loop {
-            // The claim is made fresh before a slot is taken, so no round trip sits between the
-            // slot and the call.
-            match self.ensure_fresh(held).await {
-                Freshness::Fresh => {}
-                Freshness::Lost => return None,
-                Freshness::Unavailable(e) => {
-                    tracing::warn!(error = %e, "cannot renew the claim; waiting");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    if events::now_ms() >= deadline {
-                        return expired(calls);
-                    }
-                    continue;
-                }
+            if self.claim_lost(held) {
+                return None;
             }
             match limiter.acquire(deadline * 1000).await {
                 Ok(()) => {}
@@ -289,14 +278,23 @@ impl Exchanger {
             if events::now_ms() >= deadline {
                 return expired(calls);
             }
+            // The keeper renews in the background, so normally no round trip sits between the
+            // slot and the call. If its last renewal is too old to call on (a short ack wait,
+            // NATS trouble), renew now and keep the slot; calling on a claim we cannot renew
+            // could race a takeover.
             if !self.may_call(held) {
-                // The keeper's last renewal is too old to call on (a short ack wait, or NATS
-                // trouble): renew now and keep the slot; if that fails, calling could race a
-                // takeover.
                 match self.renew_now(held).await {
                     Freshness::Fresh if self.may_call(held) => {}
+                    Freshness::Fresh => continue,
                     Freshness::Lost => return None,
-                    _ => continue,
+                    Freshness::Unavailable(e) => {
+                        tracing::warn!(error = %e, "cannot renew the claim; waiting");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        if events::now_ms() >= deadline {
+                            return expired(calls);
+                        }
+                        continue;
+                    }
                 }
             }
             calls += 1;

@@ -10,6 +10,17 @@ use wxlogin::sim::Faults;
 
 use crate::common::{APPID, Db, Options, SettingsTweak, TestApp, spawn_app};
 
+/// An app whose WeChat answers in 1.5 s: slow, but under the workers' 2 s timeout.
+async fn spawn_with_slow_wechat(opts: Options) -> TestApp {
+    let app = spawn_app(opts).await;
+    app.faults(Faults {
+        latency_ms: 1500,
+        ..Faults::default()
+    })
+    .await;
+    app
+}
+
 /// Logs in and returns (token, openid).
 async fn first_login(app: &TestApp, code: &str) -> (String, String) {
     let (status, body) = app.login_following_tickets(code).await;
@@ -121,12 +132,7 @@ async fn a_code_replayed_after_its_ledger_entry_aged_out_gets_409_on_both_answer
 async fn a_duplicate_that_arrived_during_the_exchange_shares_its_user_through_its_ticket() {
     let mut opts = Options::new(Db::Sqlite);
     opts.login_wait = Duration::from_millis(200);
-    let app = spawn_app(opts).await;
-    app.faults(Faults {
-        latency_ms: 1500,
-        ..Faults::default()
-    })
-    .await;
+    let app = spawn_with_slow_wechat(opts).await;
     let code = app.mint("dora").await;
     let first = app.post_login(json!({"appid": APPID, "code": code})).await;
     assert_eq!(first.status(), 202);
@@ -147,13 +153,7 @@ async fn ticket_polls_count_against_the_client_quota() {
     let mut opts = Options::new(Db::Sqlite);
     opts.login_wait = Duration::from_millis(1);
     opts.tweak = SettingsTweak::new(|s| s.client_quota = Some("2/60s".parse().unwrap()));
-    let app = spawn_app(opts).await;
-    // Slow, but under the workers' 2 s timeout for WeChat.
-    app.faults(Faults {
-        latency_ms: 1500,
-        ..Faults::default()
-    })
-    .await;
+    let app = spawn_with_slow_wechat(opts).await;
     let code = app.mint("eve").await;
     let r = app.post_login(json!({"appid": APPID, "code": code})).await;
     assert_eq!(r.status(), 202);
