@@ -1,17 +1,17 @@
 //! Replay throughput: fills a results stream with N synthetic login results (a real
-//! nats-server of its own), then times `upserter::replay` into an empty SQLite file and an empty
+//! nats-server of its own), then times `upsert::replay` into an empty SQLite file and an empty
 //! PostgreSQL database. Run: `cargo bench --bench replay [-- N]` (default 50,000 events).
 //! PostgreSQL is used at WXLOGIN_TEST_POSTGRES_URL (admin URL) or postgres@127.0.0.1:5432.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use natsd::NatsServer;
 use sea_orm::{ConnectionTrait, Database};
 use wxlogin::{
-    events::{self, LOGIN_RESULT_V1, LoginOutcome, LoginResult},
-    natsd::NatsServer,
-    persistence,
-    topology::Topology,
-    upserter::{self, ReplayFrom},
+    contract::events::{self, LOGIN_RESULT_V1, LoginOutcome, LoginResult},
+    contract::topology::Topology,
+    upsert::db,
+    upsert::{self, ReplayFrom},
 };
 
 #[tokio::main]
@@ -22,14 +22,10 @@ async fn main() {
         .unwrap_or(50_000);
     let nats = NatsServer::start_temporary().await.expect("nats-server");
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let topology = Topology {
-        prefix: "bench".into(),
-        replicas: 1,
-        code_ttl: Duration::from_secs(300),
-        session_ttl: Duration::from_secs(3600),
-        exchange_ack_wait: Duration::from_secs(30),
-        results_max_age: std::time::Duration::ZERO,
-    };
+    let topology = Topology::from_settings(&wxlogin::settings::Settings {
+        nats_prefix: "bench".into(),
+        ..Default::default()
+    });
     topology.ensure(&js).await.unwrap();
     let appid = "wx00000000000000a1";
     let started = Instant::now();
@@ -39,11 +35,11 @@ async fn main() {
         let user = if i % 5 == 0 { i / 5 } else { i };
         let result = LoginResult {
             v: LOGIN_RESULT_V1,
-            login_id: format!("l{i}"),
+            login_id: format!("l{i}").into(),
             appid: appid.into(),
-            code_key: format!("k{i}"),
-            received_at_ms: events::now_ms(),
-            finished_at_ms: events::now_ms(),
+            code_key: format!("k{i}").into(),
+            received_at_ms: wxlogin::clock::Clock::system().now_ms(),
+            finished_at_ms: wxlogin::clock::Clock::system().now_ms(),
             upstream_calls: 1,
             outcome: LoginOutcome::Success {
                 openid: format!("o{user:027}"),
@@ -53,7 +49,7 @@ async fn main() {
         };
         acks.push(
             js.publish(
-                topology.result_subject(appid, &result.code_key),
+                topology.result_subject(&appid.into(), &result.code_key),
                 events::encode(&result),
             )
             .await
@@ -106,12 +102,12 @@ async fn run(
     url: &str,
     n: u64,
 ) {
-    let db = persistence::connect(url).await.unwrap();
+    let db = db::connect(url).await.unwrap();
     for batch in [500usize, 2000] {
         // Fresh table each round: replay into an empty database.
         db.execute_unprepared("DELETE FROM wx_users").await.unwrap();
         let started = Instant::now();
-        let stats = upserter::replay(js, topology, &db, ReplayFrom::Start, batch, |_, _| {})
+        let stats = upsert::replay(js, topology, &db, ReplayFrom::Start, batch, |_, _| {})
             .await
             .unwrap();
         let secs = started.elapsed().as_secs_f64();

@@ -177,15 +177,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use natsd::NatsServer;
     use secrecy::SecretString;
     use tokio_util::sync::CancellationToken;
     use wxlogin::{
+        app::roles,
         crypto::{Keyring, MasterKey},
-        natsd::NatsServer,
-        roles,
         settings::{App, Settings},
-        sim::{self, DEMO_APPID, DEMO_SECRET, SimApp, SimConfig},
     };
+    use wxlogin_sim::{self as sim, DEMO_APPID, DEMO_SECRET, SimApp, SimConfig};
 
     /// A real wxlogin (all three roles in-process) with its own nats-server, SQLite database
     /// and WeChat simulator.

@@ -3,7 +3,7 @@
 # carries the binary) under .wxlogin/tools/, where wxlogin and its tests look for it.
 # Debian's nats-server (2.9) is too old: async-nats cannot create KV buckets on it.
 set -euo pipefail
-VERSION=2.14.6   # keep in sync with PINNED_VERSION in src/natsd.rs
+VERSION=2.14.6   # keep in sync with PINNED_VERSION in tools/natsd/src/lib.rs
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/.wxlogin/tools/nats-server-$VERSION"
 bin="$dest/bin/nats-server"

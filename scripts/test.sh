@@ -22,7 +22,7 @@ scripts/install-nats-server.sh
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing chromium for the status page test (apt-get install -y chromium)" >&2
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2 ||
-    echo "warning: chromium could not be installed; tests/status_page.rs will say SKIPPED" >&2
+    echo "warning: chromium could not be installed; tests/it/status_page.rs will say SKIPPED" >&2
 fi
 WXLOGIN_TEST_POSTGRES_URL="$(scripts/ensure-postgres.sh)"
 export WXLOGIN_TEST_POSTGRES_URL

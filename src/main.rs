@@ -1,5 +1,5 @@
 //! The `wxlogin` binary: parse the command line, start logging, run. Everything else is in
-//! the library (see `wxlogin::cli`).
+//! the library (see `wxlogin::app`).
 
 use clap::Parser;
 
@@ -12,9 +12,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = wxlogin::cli::Cli::parse();
+    let cli = wxlogin::app::Cli::parse();
     wxlogin::telemetry::init();
-    match wxlogin::cli::run(cli).await {
+    match wxlogin::app::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

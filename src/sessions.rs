@@ -3,12 +3,14 @@
 //! reads — so a logout is seen everywhere at once, and expiry is both checked on read and
 //! enforced by the bucket's max age.
 
+use crate::clock::Clock;
+use crate::contract::{AppId, LoginId};
 use async_nats::jetstream::kv::{self, Operation};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::leader;
+use crate::contract::leader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -48,12 +50,12 @@ pub fn is_well_formed(token: &str) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SessionRecord {
     pub v: u32,
-    pub appid: String,
+    pub appid: AppId,
     pub openid: String,
     pub unionid: Option<String>,
     /// Sealed under the master key; `/v1/decrypt` opens it.
     pub session_key_sealed: String,
-    pub login_id: String,
+    pub login_id: LoginId,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
 }
@@ -70,6 +72,8 @@ pub enum Lookup {
 #[derive(Clone)]
 pub struct SessionStore {
     kv: kv::Store,
+    /// What "expired" is read against.
+    clock: Clock,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> SessionError {
@@ -77,8 +81,8 @@ fn unavailable(e: impl std::fmt::Display) -> SessionError {
 }
 
 impl SessionStore {
-    pub fn new(kv: kv::Store) -> Self {
-        SessionStore { kv }
+    pub fn new(kv: kv::Store, clock: Clock) -> Self {
+        SessionStore { kv, clock }
     }
 
     /// Stores the session unless this token was already used or revoked: a ticket polled again
@@ -117,7 +121,7 @@ impl SessionStore {
             Some(e) => {
                 let record: SessionRecord =
                     serde_json::from_slice(&e.value).map_err(|_| SessionError::Corrupt)?;
-                if record.expires_at_ms <= crate::events::now_ms() {
+                if record.expires_at_ms <= self.clock.now_ms() {
                     Ok(Lookup::Missing)
                 } else {
                     Ok(Lookup::Active(record))

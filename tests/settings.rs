@@ -1,5 +1,6 @@
 //! Settings: embedded defaults, a TOML file, and `WXLOGIN_*` variables over both.
-//! figment's `Jail` gives each test its own environment and working directory.
+//! figment's `Jail` gives each test its own environment and working directory — of the whole
+//! process, which is why these tests are a binary of their own, outside `tests/it/`.
 // Jail closures must return figment::Error, which is large; that is figment's API, not ours.
 #![allow(clippy::result_large_err)]
 
@@ -7,7 +8,7 @@ use std::{path::Path, time::Duration};
 
 use figment::Jail;
 use secrecy::ExposeSecret;
-use wxlogin::settings::Settings;
+use wxlogin::settings::{DEFAULTS, Settings};
 
 fn load(path: Option<&str>) -> Result<Settings, figment::Error> {
     Settings::load(path.map(Path::new)).map_err(|e| e.to_string().into())
@@ -180,4 +181,76 @@ fn the_hostile_input_limits_come_from_the_environment_or_the_toml_file() {
         assert!(err.contains("request_timeout_ms"), "{err}");
         Ok(())
     });
+}
+
+/// The README's settings table and the embedded defaults (`src/settings/defaults.toml`) name
+/// the same settings with the same defaults: the table is a copy, this test keeps it one.
+#[test]
+fn the_readme_settings_table_gives_every_setting_with_its_embedded_default() {
+    use figment::{
+        Figment,
+        providers::{Format, Toml},
+        value::Value,
+    };
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("| variable | default | meaning |")
+        .nth(1)
+        .expect("the README has a settings table");
+    let rows: Vec<(String, String)> = table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (
+                cells[1].trim_matches('`').to_owned(),
+                cells[2].trim_matches('`').to_owned(),
+            )
+        })
+        .collect();
+    assert!(rows.len() > 20, "{rows:?}");
+    // Every key of the defaults file, set or commented out (no default), up to `[[apps]]`.
+    let keys: Vec<String> = DEFAULTS
+        .lines()
+        .take_while(|l| !l.contains("[[apps]]"))
+        .filter_map(|l| {
+            let l = l.trim_start_matches('#').trim_start();
+            let (key, _) = l.split_once(" = ")?;
+            key.chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_')
+                .then(|| key.to_owned())
+        })
+        .collect();
+    let defaults = Figment::from(Toml::string(DEFAULTS));
+    let text = |v: &Value| match v {
+        Value::String(_, s) => Some(s.clone()),
+        Value::Num(_, n) => n.to_i128().map(|n| n.to_string()),
+        Value::Array(_, a) if a.is_empty() => None,
+        other => panic!("no README form for {other:?}"),
+    };
+    for key in &keys {
+        let var = format!("WXLOGIN_{}", key.to_uppercase());
+        assert!(
+            table.contains(&var),
+            "{var} ({key} in defaults.toml) is not in the README's table"
+        );
+    }
+    for (var, readme_default) in &rows {
+        let key = var.strip_prefix("WXLOGIN_").unwrap().to_lowercase();
+        if key == "apps" {
+            continue; // a list, shown in the file's comments
+        }
+        assert!(
+            keys.contains(&key),
+            "the README lists {var}, which defaults.toml does not have"
+        );
+        let ours = defaults.find_value(&key).ok().as_ref().and_then(text);
+        let theirs = match readme_default.as_str() {
+            "—" | "off" => None,
+            d => Some(d.to_owned()),
+        };
+        assert_eq!(theirs, ours, "{var}: README default vs defaults.toml");
+    }
 }

@@ -9,6 +9,7 @@
 //! quota) and never overspends; a worker that joins simply starts reserving. A 45011 seen by any
 //! worker moves the schedule past a whole window and every worker learns it from a KV watch.
 
+use crate::clock::Clock;
 use async_nats::jetstream::kv::{self, Operation};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -16,11 +17,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 #[error("quota budget unavailable: {0}")]
 pub struct BudgetError(pub String);
-
-/// Microseconds since the Unix epoch: slot times are wall-clock so machines can share them.
-pub fn now_us() -> i64 {
-    chrono::Utc::now().timestamp_micros()
-}
 
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Schedule {
@@ -30,9 +26,11 @@ pub struct Schedule {
     pub paused_until_us: i64,
 }
 
+/// Slot times are wall-clock microseconds ([`Clock::now_us`]) so machines can share them.
 #[derive(Clone)]
 pub struct Budget {
     kv: kv::Store,
+    clock: Clock,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BudgetError {
@@ -40,8 +38,14 @@ fn unavailable(e: impl std::fmt::Display) -> BudgetError {
 }
 
 impl Budget {
-    pub fn new(kv: kv::Store) -> Self {
-        Budget { kv }
+    /// The schedule in `kv`, read against `clock`.
+    pub fn new(kv: kv::Store, clock: Clock) -> Self {
+        Budget { kv, clock }
+    }
+
+    /// The clock the schedule is read against.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     async fn read(&self, appid: &str) -> Result<(Schedule, u64), BudgetError> {
@@ -63,7 +67,7 @@ impl Budget {
     ) -> Result<T, BudgetError> {
         loop {
             let (current, revision) = self.read(appid).await?;
-            let (next, out) = change(current, now_us());
+            let (next, out) = change(current, self.clock.now_us());
             let bytes: bytes::Bytes = serde_json::to_vec(&next).expect("serializes").into();
             match self.kv.update(appid, bytes, revision).await {
                 Ok(_) => return Ok(out),

@@ -14,6 +14,7 @@
 //! code means ours was not folded into it as a duplicate: it can never share that outcome, so it
 //! is refused at once (see `record.rs`), and it never waits on nor disturbs the holder.
 
+use crate::contract::{CodeKey, LoginId};
 use std::{
     convert::Infallible,
     sync::{
@@ -25,14 +26,14 @@ use std::{
 
 use super::{Exchanger, WorkerError};
 use crate::{
-    events::{LoginRequested, LoginResult},
-    ledger::{Claim, LedgerError, Renewal},
+    contract::events::{LoginRequested, LoginResult},
+    contract::ledger::{Claim, LedgerError, Renewal},
 };
 
 /// Our hold on a code's claim.
 pub(super) struct Held {
-    code_key: String,
-    login_id: String,
+    code_key: CodeKey,
+    login_id: LoginId,
     /// This step, as the ledger knows it.
     holder: String,
     revision: Mutex<u64>,

@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use super::budget::{Budget, BudgetError, now_us};
+use super::budget::{Budget, BudgetError};
 use crate::quota::Quota;
 
 /// Slack between N slots and the window: what the schedule gives up for safety.
@@ -85,7 +85,7 @@ impl AppLimiter {
         let _waiting = Waiting(&self.waiting);
         let mut slots = self.slots.lock().await;
         loop {
-            let now = now_us();
+            let now = self.budget.clock().now_us();
             let paused = self.paused_until_us.load(Ordering::Relaxed);
             while slots
                 .front()
@@ -115,7 +115,7 @@ impl AppLimiter {
 
     /// WeChat answered 45011: hold the whole fleet back for a window.
     pub async fn pause_for_window(&self) -> Result<(), BudgetError> {
-        self.note_pause(now_us() + self.window_us);
+        self.note_pause(self.budget.clock().now_us() + self.window_us);
         let until = self.budget.pause(&self.appid, self.window_us).await?;
         self.note_pause(until);
         Ok(())
@@ -123,7 +123,7 @@ impl AppLimiter {
 
     /// Brings `wxlogin_quota_used_calls` up to date when no call has been made lately.
     pub fn refresh_usage(&self) {
-        self.used.refresh(now_us() / 1_000_000);
+        self.used.refresh(self.budget.clock().now_us() / 1_000_000);
     }
 
     /// Another worker (or we) paused this app until `until_us`.

@@ -4,12 +4,15 @@
 //! [`Exchanger::handle`] is one worker step — a plain function tests call directly;
 //! [`run`] is the loop that feeds it from a durable pull consumer, many exchanges at once.
 
+mod attempt;
 pub mod budget;
 mod claim;
 pub mod limiter;
 mod record;
 mod run;
 
+use crate::clock::Clock;
+use crate::contract::AppId;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
@@ -17,16 +20,17 @@ use rand::Rng;
 use secrecy::SecretString;
 
 use crate::{
+    contract::events::{FailureReason, LoginOutcome, LoginRequested, LoginResult},
+    contract::ledger::{Ledger, LedgerError},
+    contract::topology::Topology,
     crypto::Keyring,
-    events::{self, FailureReason, LoginOutcome, LoginRequested, LoginResult},
-    ledger::{Ledger, LedgerError},
     quota::Quota,
     settings::App,
-    topology::Topology,
-    wechat::{ErrorClass, WechatClient},
+    wechat::WechatClient,
 };
+use attempt::{Next, Slot};
 pub use budget::Budget;
-use claim::{Freshness, Held, Start};
+use claim::{Held, Start};
 pub use limiter::{AcquireError, AppLimiter};
 pub use run::run;
 
@@ -95,8 +99,8 @@ impl Backoff {
 /// Everything a worker step needs; shared by all exchanges in a process.
 pub struct Exchanger {
     pub wechat: WechatClient,
-    pub apps: HashMap<String, SecretString>,
-    pub limiters: HashMap<String, Arc<AppLimiter>>,
+    pub apps: HashMap<AppId, SecretString>,
+    pub limiters: HashMap<AppId, Arc<AppLimiter>>,
     /// The fleet's shared call schedule (the quota of all workers together).
     pub budget: Budget,
     pub keyring: Arc<Keyring>,
@@ -105,25 +109,44 @@ pub struct Exchanger {
     pub nats: async_nats::Client,
     pub topology: Topology,
     pub backoff: Backoff,
+    /// The time this worker goes by (the budget's, so slots and deadlines agree).
+    pub clock: Clock,
     /// How long a takeover gives a claim's holder to renew it (the consumer's ack wait); a
     /// holder renews well within it (see `claim.rs`).
     pub stale_claim: Duration,
 }
 
+/// What an exchange worker is made of; [`crate::app::Pipeline::exchanger`] fills it from the
+/// settings, tests fill it by hand (a short-timeout WeChat client, say).
+pub struct ExchangerParts<'a> {
+    pub wechat: WechatClient,
+    /// The apps this worker exchanges codes of, with their AppSecrets.
+    pub apps: &'a [App],
+    /// Each app's quota, for the whole fleet.
+    pub quota: Quota,
+    pub keyring: Arc<Keyring>,
+    pub ledger: Ledger,
+    pub budget: Budget,
+    pub js: jetstream::Context,
+    pub nats: async_nats::Client,
+    pub topology: Topology,
+}
+
 impl Exchanger {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        wechat: WechatClient,
-        apps: &[App],
-        quota: Quota,
-        keyring: Arc<Keyring>,
-        ledger: Ledger,
-        budget: Budget,
-        js: jetstream::Context,
-        nats: async_nats::Client,
-        topology: Topology,
-    ) -> Self {
+    pub fn new(parts: ExchangerParts<'_>) -> Self {
+        let ExchangerParts {
+            wechat,
+            apps,
+            quota,
+            keyring,
+            ledger,
+            budget,
+            js,
+            nats,
+            topology,
+        } = parts;
         let stale_claim = topology.exchange_ack_wait;
+        let clock = budget.clock();
         Exchanger {
             wechat,
             apps: apps
@@ -144,6 +167,7 @@ impl Exchanger {
             nats,
             topology,
             backoff: Backoff::default(),
+            clock,
             stale_claim,
         }
     }
@@ -210,9 +234,7 @@ impl Exchanger {
                 return Outcome::InFlightElsewhere;
             };
             crate::meter::exchange_done(started);
-            let result = self
-                .record(req, record::result_for(req, outcome, calls))
-                .await;
+            let result = self.record(req, self.result_for(req, outcome, calls)).await;
             tracing::debug!(calls, "result recorded");
             self.reply(incoming, &result).await;
             Outcome::Exchanged(result)
@@ -260,97 +282,24 @@ impl Exchanger {
         // Set once an attempt may have reached WeChat without an answer we could read.
         let mut ambiguous = took_over;
         loop {
-            if self.claim_lost(held) {
-                return None;
-            }
-            match limiter.acquire(deadline * 1000).await {
-                Ok(()) => {}
-                Err(AcquireError::Expired) => return expired(calls),
-                Err(AcquireError::Unavailable(e)) => {
-                    tracing::warn!(error = %e, "quota budget unavailable; waiting");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    if events::now_ms() >= deadline {
-                        return expired(calls);
-                    }
-                    continue;
-                }
-            }
-            if events::now_ms() >= deadline {
-                return expired(calls);
-            }
-            // The keeper renews in the background, so normally no round trip sits between the
-            // slot and the call. If its last renewal is too old to call on (a short ack wait,
-            // NATS trouble), renew now and keep the slot; calling on a claim we cannot renew
-            // could race a takeover.
-            if !self.may_call(held) {
-                match self.renew_now(held).await {
-                    Freshness::Fresh if self.may_call(held) => {}
-                    Freshness::Fresh => continue,
-                    Freshness::Lost => return None,
-                    Freshness::Unavailable(e) => {
-                        tracing::warn!(error = %e, "cannot renew the claim; waiting");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                        if events::now_ms() >= deadline {
-                            return expired(calls);
-                        }
-                        continue;
-                    }
-                }
+            match self.slot(limiter, deadline, held).await {
+                Slot::Call => {}
+                Slot::Again => continue,
+                Slot::Expired => return expired(calls),
+                Slot::Lost => return None,
             }
             calls += 1;
-            let err = match self.wechat.code2session(&req.appid, secret, &code).await {
-                Ok(session) => {
-                    crate::meter::upstream_call(0);
-                    let aad = format!("{}:{}", req.appid, session.openid);
-                    let sealed = self
-                        .keyring
-                        .seal_str(session.session_key.expose(), aad.as_bytes());
-                    return Some((
-                        LoginOutcome::Success {
-                            openid: session.openid,
-                            unionid: session.unionid,
-                            session_key_sealed: sealed,
-                        },
-                        calls,
-                    ));
-                }
-                Err(e) => e,
-            };
-            crate::meter::upstream_call(err.errcode());
-            match err.class() {
-                ErrorClass::Retryable => {
-                    crate::meter::upstream_retry();
-                    ambiguous |= err.may_have_consumed_code();
+            match self
+                .attempt(req, secret, &code, limiter, &mut ambiguous)
+                .await
+            {
+                Next::Final(outcome) => return Some((outcome, calls)),
+                Next::Paused => {}
+                Next::Retry => {
                     let wait = self.backoff.delay(retries);
                     retries += 1;
-                    tracing::debug!(error = %err, ?wait, "retryable answer");
-                    let left = deadline.saturating_sub(events::now_ms()).max(0) as u64;
+                    let left = deadline.saturating_sub(self.clock.now_ms()).max(0) as u64;
                     tokio::time::sleep(wait.min(Duration::from_millis(left))).await;
-                }
-                ErrorClass::RateLimited => {
-                    tracing::warn!("WeChat answered 45011: holding the fleet back for a window");
-                    if let Err(e) = limiter.pause_for_window().await {
-                        tracing::warn!(error = %e, "pause not shared with the fleet");
-                    }
-                }
-                ErrorClass::Rejected if err.errcode() == 40163 && ambiguous => {
-                    // An earlier attempt consumed the code but its answer was lost: the client
-                    // did nothing wrong and must simply call wx.login again.
-                    return Some((failure(-1, FailureReason::Expired), calls));
-                }
-                ErrorClass::Rejected => {
-                    return Some((failure(err.errcode(), FailureReason::Rejected), calls));
-                }
-                ErrorClass::Misconfigured => {
-                    tracing::error!(
-                        errcode = err.errcode(),
-                        "WeChat says our app configuration is wrong"
-                    );
-                    return Some((failure(err.errcode(), FailureReason::Misconfigured), calls));
-                }
-                ErrorClass::Unexpected => {
-                    tracing::error!(errcode = err.errcode(), "unexpected errcode from WeChat");
-                    return Some((failure(err.errcode(), FailureReason::Unexpected), calls));
                 }
             }
         }

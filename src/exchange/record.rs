@@ -1,18 +1,16 @@
 //! Recording a result: publishing it on the code's own subject of the results stream, where
-//! the first result of a code is the only one (see [`crate::ledger`]); what a login is told when
+//! the first result of a code is the only one (see [`crate::contract::ledger`]); what a login is told when
 //! its code already has a result; and answering the ingress.
 
+use crate::contract::headers;
 use std::time::Duration;
-
-use async_nats::HeaderMap;
 
 use super::{Exchanger, Incoming};
 use crate::{
-    events::{
-        self, FailureReason, HEADER_LOGIN_ID, LOGIN_RESULT_V1, LoginOutcome, LoginRequested,
-        LoginResult,
+    contract::events::{
+        self, FailureReason, LOGIN_RESULT_V1, LoginOutcome, LoginRequested, LoginResult,
     },
-    ledger::{LedgerError, Recorded},
+    contract::ledger::{LedgerError, Recorded},
 };
 
 impl Exchanger {
@@ -40,7 +38,12 @@ impl Exchanger {
                 Err(LedgerError::Corrupt(e)) => {
                     // A result we cannot read (a newer worker's format?) stands for the code.
                     tracing::error!(error = %e, "the code has a result this worker cannot read");
-                    return failure_for(req, -1, FailureReason::Unexpected, result.upstream_calls);
+                    return self.failure_for(
+                        req,
+                        -1,
+                        FailureReason::Unexpected,
+                        result.upstream_calls,
+                    );
                 }
                 Err(e) => {
                     crate::meter::nats_error("record_result");
@@ -64,7 +67,7 @@ impl Exchanger {
         req: &LoginRequested,
         first: LoginResult,
     ) -> LoginResult {
-        if first.login_id == req.login_id {
+        if first.answers(&req.login_id, false) {
             return first;
         }
         self.refuse_as_reuse(req)
@@ -72,12 +75,12 @@ impl Exchanger {
 
     /// `-1` for `req`'s login: its code's ledger entry cannot be read here.
     pub(super) fn unreadable(&self, req: &LoginRequested) -> LoginResult {
-        failure_for(req, -1, FailureReason::Unexpected, 0)
+        self.failure_for(req, -1, FailureReason::Unexpected, 0)
     }
 
     /// 40163 for `req`'s login: its code belongs to another login.
     pub(super) fn refuse_as_reuse(&self, req: &LoginRequested) -> LoginResult {
-        failure_for(req, 40163, FailureReason::AlreadyUsed, 0)
+        self.failure_for(req, 40163, FailureReason::AlreadyUsed, 0)
     }
 
     /// Best effort: if the ingress has gone, the client polls its ticket from the ledger.
@@ -85,8 +88,7 @@ impl Exchanger {
         let Some(subject) = &incoming.reply else {
             return;
         };
-        let mut headers = HeaderMap::new();
-        headers.insert(HEADER_LOGIN_ID, incoming.request.login_id.as_str());
+        let headers = headers::for_reply(&incoming.request.login_id);
         if let Err(e) = self
             .nats
             .publish_with_headers(subject.clone(), headers, events::encode(result))
@@ -97,34 +99,38 @@ impl Exchanger {
     }
 }
 
-/// A failure for `req`'s own login (named by it, never by the code's first login).
-fn failure_for(
-    req: &LoginRequested,
-    errcode: i64,
-    reason: FailureReason,
-    upstream_calls: u32,
-) -> LoginResult {
-    result_for(
-        req,
-        LoginOutcome::Failure { errcode, reason },
-        upstream_calls,
-    )
-}
+impl Exchanger {
+    /// A failure for `req`'s own login (named by it, never by the code's first login).
+    fn failure_for(
+        &self,
+        req: &LoginRequested,
+        errcode: i64,
+        reason: FailureReason,
+        upstream_calls: u32,
+    ) -> LoginResult {
+        self.result_for(
+            req,
+            LoginOutcome::Failure { errcode, reason },
+            upstream_calls,
+        )
+    }
 
-/// The result of `req`'s login, as it ends now.
-pub(super) fn result_for(
-    req: &LoginRequested,
-    outcome: LoginOutcome,
-    upstream_calls: u32,
-) -> LoginResult {
-    LoginResult {
-        v: LOGIN_RESULT_V1,
-        login_id: req.login_id.clone(),
-        appid: req.appid.clone(),
-        code_key: req.code_key.clone(),
-        received_at_ms: req.received_at_ms,
-        finished_at_ms: events::now_ms(),
-        upstream_calls,
-        outcome,
+    /// The result of `req`'s login, as it ends now.
+    pub(super) fn result_for(
+        &self,
+        req: &LoginRequested,
+        outcome: LoginOutcome,
+        upstream_calls: u32,
+    ) -> LoginResult {
+        LoginResult {
+            v: LOGIN_RESULT_V1,
+            login_id: req.login_id.clone(),
+            appid: req.appid.clone(),
+            code_key: req.code_key.clone(),
+            received_at_ms: req.received_at_ms,
+            finished_at_ms: self.clock.now_ms(),
+            upstream_calls,
+            outcome,
+        }
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::{Exchanger, Incoming, Outcome};
-use crate::events::{HEADER_LOGIN_ID, HEADER_REPLY, LoginRequested};
+use crate::contract::{events::LoginRequested, headers};
 
 /// Runs until `shutdown`, then finishes the exchanges it holds and returns.
 pub async fn run(
@@ -75,18 +75,13 @@ async fn process(exchanger: &Exchanger, msg: jetstream::Message) {
         Err(e) => {
             // Nothing can ever exchange this; keep it out of the queue for good. The header's
             // login id (if any) makes it traceable.
-            let login_id = msg.headers.as_ref().and_then(|h| h.get(HEADER_LOGIN_ID));
-            let login_id = login_id.map(|v| v.as_str().to_owned());
+            let login_id = headers::login_id(msg.headers.as_ref());
             tracing::error!(error = %e, subject = %msg.subject, ?login_id, "malformed login request terminated");
             let _ = msg.ack_with(AckKind::Term).await;
             return;
         }
     };
-    let reply = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(HEADER_REPLY))
-        .map(|v| v.as_str().to_string());
+    let reply = headers::reply_subject(msg.headers.as_ref()).map(str::to_owned);
     let incoming = Incoming { request, reply };
     let step = exchanger.handle(&incoming);
     tokio::pin!(step);

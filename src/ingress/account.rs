@@ -1,5 +1,6 @@
 //! `GET /v1/me` and `POST /v1/logout`: what a bearer token stands for, and ending it.
 
+use super::error_docs::{self, error_set};
 use std::sync::Arc;
 
 use axum::{
@@ -60,14 +61,14 @@ pub(super) async fn session(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The token is live.", body = Me),
-        super::openapi::SessionErrors,
+        SessionErrors,
     ),
 )]
 #[tracing::instrument(skip_all)]
-pub async fn me(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Response {
+pub(super) async fn me(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Response {
     match session(&ingress, &headers).await {
         Ok((_, record)) => Json(Me {
-            appid: record.appid,
+            appid: record.appid.into(),
             openid: record.openid,
             unionid: record.unionid,
         })
@@ -85,11 +86,11 @@ pub async fn me(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Resp
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Logged out."),
-        super::openapi::SessionErrors,
+        SessionErrors,
     ),
 )]
 #[tracing::instrument(skip_all)]
-pub async fn logout(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Response {
+pub(super) async fn logout(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> Response {
     let token = match session(&ingress, &headers).await {
         Ok((token, _)) => token,
         Err(e) => return e.into_response(),
@@ -100,5 +101,14 @@ pub async fn logout(State(ingress): State<Arc<Ingress>>, headers: HeaderMap) -> 
             tracing::warn!(error = %e, "session store unavailable");
             error::UNAVAILABLE.into_response()
         }
+    }
+}
+
+error_set! {
+    /// What the endpoints taking only a bearer token can answer besides success.
+    SessionErrors {
+        UNAUTHORIZED: error_docs::WHEN_UNAUTHORIZED,
+        UNAVAILABLE: error_docs::WHEN_SESSIONS_UNAVAILABLE,
+        REQUEST_TIMEOUT: error_docs::WHEN_REQUEST_TIMEOUT,
     }
 }

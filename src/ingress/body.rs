@@ -17,7 +17,7 @@ use super::error::{self, ApiError};
     description = "The code from `wx.login()`, as JSON or as a form.",
     example = json!({"appid": "wx0123456789abcdef", "code": "0c1Xb2ll2Xq0Ag4oJ8ml2bSbRz2Xb2lp"})
 )]
-pub struct LoginBody {
+pub(crate) struct LoginBody {
     /// The mini program's appid; may be left out when exactly one app is configured.
     #[serde(default)]
     #[schema(value_type = Option<String>, pattern = "^wx[0-9a-f]{16}$")]
@@ -37,7 +37,7 @@ struct FormBody {
 
 /// The media types a body may come in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Media {
+pub(crate) enum Media {
     Json,
     Form,
 }
@@ -75,7 +75,7 @@ fn caused_by<E: std::error::Error + 'static>(err: &(dyn std::error::Error + 'sta
 /// the declared length is too big (nothing is read), 415 for another media type, 408 when the
 /// body does not arrive before the ingress's body deadline, 413 or 400 when it is too long or
 /// breaks off.
-pub async fn read_bytes(
+pub(super) async fn read_bytes(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -109,13 +109,17 @@ pub async fn read_bytes(
 }
 
 /// Reads a login body, JSON or a form.
-pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<LoginBody, ApiError> {
+pub(super) async fn read(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<LoginBody, ApiError> {
     let (media, bytes) = read_bytes(headers, body, limit, &[Media::Json, Media::Form]).await?;
     parse_login(media, &bytes)
 }
 
 /// Parses the bytes of a login body (the fuzz target `login_body` calls this).
-pub fn parse_login(media: Media, bytes: &[u8]) -> Result<LoginBody, ApiError> {
+pub(crate) fn parse_login(media: Media, bytes: &[u8]) -> Result<LoginBody, ApiError> {
     match media {
         // An object only: serde would also read a struct from an array (`["wx…", "code"]`).
         Media::Json => match serde_json::from_slice(bytes) {

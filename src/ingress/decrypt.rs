@@ -5,6 +5,7 @@
 //! material. A decrypted `unionId` is stored on the user when none is known yet, so logins from
 //! other apps of the same Open Platform account can be joined to it.
 
+use super::error_docs::{self, error_set};
 use std::sync::Arc;
 
 use axum::{
@@ -25,12 +26,12 @@ use super::{
 };
 use crate::{
     crypto::wxbiz::{self, WxBizError},
-    persistence::users,
     sessions::SessionRecord,
+    upsert::users,
 };
 
 /// User-info payloads are well under 2 KB; room for long avatar URLs, not for abuse.
-pub const MAX_DECRYPT_BODY_BYTES: usize = 16 * 1024;
+pub(super) const MAX_DECRYPT_BODY_BYTES: usize = 16 * 1024;
 
 /// Loosely typed, so that a number where a string belongs is our 400, not a framework's.
 /// (The OpenAPI schema shows what a client should send.)
@@ -39,7 +40,7 @@ pub const MAX_DECRYPT_BODY_BYTES: usize = 16 * 1024;
     as = DecryptRequest,
     description = "What `wx.getUserInfo()` (or a legacy `getPhoneNumber`) gave the mini program: \
 `encryptedData` and `iv`, and optionally both `rawData` and `signature`.",
-    example = json!(super::openapi::example_userinfo())
+    example = json!(example_userinfo())
 )]
 struct Raw {
     /// Base64, as WeChat gave it.
@@ -62,7 +63,7 @@ struct Raw {
 
 /// A well-formed decrypt request (its contents are checked by [`wxbiz`]).
 #[derive(Debug, PartialEq, Eq)]
-pub struct DecryptRequest {
+pub(crate) struct DecryptRequest {
     pub encrypted_data: String,
     pub iv: String,
     /// `rawData` and its `signature`, when the client sent them (both or neither).
@@ -83,7 +84,7 @@ pub(super) const KEY_UNAVAILABLE: ApiError = ApiError {
 };
 
 /// The official demo's errcodes, answered 400.
-pub fn wxbiz_error(e: WxBizError) -> ApiError {
+pub(super) fn wxbiz_error(e: WxBizError) -> ApiError {
     let errmsg = match e {
         WxBizError::IllegalAesKey => "session_key is not 16 bytes of base64",
         WxBizError::IllegalIv => "iv is not 16 bytes of base64",
@@ -101,7 +102,7 @@ pub fn wxbiz_error(e: WxBizError) -> ApiError {
 }
 
 /// Parses the JSON body of a decrypt request.
-pub fn parse_request(bytes: &[u8]) -> Result<DecryptRequest, ApiError> {
+pub(crate) fn parse_request(bytes: &[u8]) -> Result<DecryptRequest, ApiError> {
     // An object only: serde would also read the struct from an array.
     let raw: Raw = match serde_json::from_slice(bytes) {
         Ok(Value::Object(map)) => {
@@ -130,7 +131,7 @@ pub fn parse_request(bytes: &[u8]) -> Result<DecryptRequest, ApiError> {
 }
 
 /// Checks the signature if any, decrypts, and checks the data is this user's.
-pub fn open(
+pub(crate) fn open(
     session_key: &str,
     req: &DecryptRequest,
     appid: &str,
@@ -163,12 +164,12 @@ pub fn open(
     request_body(content = Raw, content_type = "application/json"),
     responses(
         (status = 200, description = "The decrypted object: user info (`openId`, `unionId`, `nickName`, …) or a phone number, with its `watermark`.",
-            body = Object, example = json!(super::openapi::example_profile())),
-        super::openapi::DecryptErrors,
+            body = Object, example = json!(example_profile())),
+        DecryptErrors,
     ),
 )]
 #[tracing::instrument(skip_all)]
-pub async fn post_decrypt(
+pub(super) async fn post_decrypt(
     State(ingress): State<Arc<Ingress>>,
     headers: HeaderMap,
     body: Body,
@@ -231,6 +232,71 @@ async fn store_unionid(ingress: &Ingress, token: &str, record: &SessionRecord, u
     if let Err(e) = ingress.sessions.set_unionid(token, unionid).await {
         tracing::warn!(error = %e, "cannot store the unionid on the session");
     }
+}
+
+error_set! {
+    /// What `POST /v1/decrypt` can answer besides 200.
+    DecryptErrors {
+        UNREADABLE_BODY: "the body is not a JSON object",
+        BAD_REQUEST(BAD_REQUEST): "`encryptedData` or `iv` missing or not strings, or \
+only one of `rawData` and `signature`",
+        ILLEGAL_AES_KEY(wxbiz_error(WxBizError::IllegalAesKey)):
+            "the session's session_key is not 16 bytes of base64",
+        ILLEGAL_IV(wxbiz_error(WxBizError::IllegalIv)): "`iv` is not 16 bytes of base64",
+        ILLEGAL_BUFFER(wxbiz_error(WxBizError::IllegalBuffer)):
+            "cannot decrypt with this session's key, or the data names another appid or user: \
+usually data obtained before a later `wx.login()`; get the data again and decrypt that",
+        DECODE_BASE64(wxbiz_error(WxBizError::DecodeBase64)):
+            "`encryptedData` is not base64 (a `+` turned into a space?)",
+        SIGNATURE_MISMATCH(wxbiz_error(WxBizError::SignatureMismatch)):
+            "`signature` is not `sha1(rawData + session_key)`: forged, or made under an older \
+session_key",
+        UNAUTHORIZED: error_docs::WHEN_UNAUTHORIZED,
+        BODY_TIMEOUT: error_docs::WHEN_BODY_TIMEOUT,
+        BODY_TOO_LARGE: "the body is larger than 16 KiB",
+        JSON_ONLY: "the content type is not `application/json`",
+        KEY_UNAVAILABLE(KEY_UNAVAILABLE): "this session's key was sealed under a \
+master key the server no longer has; log in again",
+        UNAVAILABLE: error_docs::WHEN_SESSIONS_UNAVAILABLE,
+        REQUEST_TIMEOUT: error_docs::WHEN_REQUEST_TIMEOUT,
+    }
+}
+
+/// What the simulator's `wx.getUserInfo()` gave the demo user alice: a decrypt request.
+pub(crate) fn example_userinfo() -> serde_json::Value {
+    serde_json::json!({
+        "encryptedData": concat!(
+            "LYoSJH7q6Cv/g6gXlQz1mzHHeiAvwOkaHxWpvSSWAIhKTneBGEA4e75ivGjwdKaGxXm2djtdsNlqRlgR",
+            "SPgnsvr+2h9t/fecrK/Hm8uw+auMiA3X9JoJL/h6506AEj1o6u5KScaw/LpwHfO9nz/R9sLCB9uNinMm",
+            "ngMBlr3HynS5LaQFZ2Y7hOp2P1RkSJyooKJbl8/Y1DUl/caJU35+manJ3KhMWhj5q3xIvAothNO7/wbp",
+            "va31c5Nt3zUtbVP/03JYQVXO8g6oSJI62MH6L9miOq2fTUewnlKgiXXVCE/D89Nf0vM3TYtJ8wkqqvYp",
+            "r4TqDba5ooXbu/83dQdWbNnwsZrI/RQyRbnovaLFPgVeAIIbpZUt3WzKYEQVGaCNj0OZm9oK/HKF2aPa",
+            "tu4hGrZRJ+5kw8l3UO+Qx12DgXiYTeMp1+sMz/IlVmibKfHYZ3vlcY+F8TYUskaSBeuZVA==",
+        ),
+        "iv": "dzY5Z3ClH7glNyJ4BwMBiA==",
+        "rawData": concat!(
+            r#"{"nickName":"alice","gender":1,"language":"zh_CN","city":"Guangzhou","#,
+            r#""province":"Guangdong","country":"CN","avatarUrl":"#,
+            r#""https://thirdwx.qlogo.cn/mmopen/vi_32/K9gGyX8OAK8aH8Myj6djqSaXI8jbj6xP/132"}"#,
+        ),
+        "signature": "362e04f767a14b8e77d2da2992f0f87229cfe4d3",
+    })
+}
+
+/// What `POST /v1/decrypt` answered for [`example_userinfo`].
+pub(crate) fn example_profile() -> serde_json::Value {
+    serde_json::json!({
+        "openId": "oqG58CP7drmkLsxClOG-5YTrM6HI",
+        "unionId": "ovtgHxG6MOLUKFLoRPTHijn1IBGn",
+        "nickName": "alice",
+        "gender": 1,
+        "language": "zh_CN",
+        "city": "Guangzhou",
+        "province": "Guangdong",
+        "country": "CN",
+        "avatarUrl": "https://thirdwx.qlogo.cn/mmopen/vi_32/K9gGyX8OAK8aH8Myj6djqSaXI8jbj6xP/132",
+        "watermark": {"appid": "wx0123456789abcdef", "timestamp": 1795224240},
+    })
 }
 
 #[cfg(test)]

@@ -10,9 +10,11 @@
 //! publish was acknowledged: the server's order, no clocks compared). That fact travels in the
 //! ticket; everything else that finds the code's result is a reuse, `409 40163`.
 
+use super::error_docs::{self, error_set};
+use crate::contract::headers;
+use crate::contract::{AppId, CodeKey, LoginId};
 use std::{sync::Arc, time::Duration};
 
-use async_nats::HeaderMap;
 use axum::{
     Json,
     body::Body,
@@ -31,11 +33,9 @@ use super::{
     validate,
 };
 use crate::{
-    events::{
-        self, FailureReason, HEADER_LOGIN_ID, HEADER_MSG_ID, HEADER_REPLY, LOGIN_REQUESTED_V1,
-        LoginOutcome, LoginRequested, LoginResult,
+    contract::events::{
+        self, FailureReason, LOGIN_REQUESTED_V1, LoginOutcome, LoginRequested, LoginResult,
     },
-    ledger,
     sessions::{self, Lookup, SessionRecord},
 };
 
@@ -71,11 +71,11 @@ pub(crate) struct TokenAnswer {
     responses(
         (status = 200, description = "Logged in.", body = TokenAnswer),
         (status = 202, description = "Not ready within `WXLOGIN_LOGIN_WAIT_MS`: poll `GET /v1/login/{ticket}` after `retry_after_ms`.", body = Accepted),
-        super::openapi::LoginErrors,
+        LoginErrors,
     ),
 )]
 #[tracing::instrument(skip_all, fields(login_id))]
-pub async fn post_login(
+pub(super) async fn post_login(
     State(ingress): State<Arc<Ingress>>,
     headers: HttpHeaders,
     body: Body,
@@ -83,7 +83,7 @@ pub async fn post_login(
     let started = std::time::Instant::now();
     // One id for the login's whole path: this span, the NATS headers, the worker's and the
     // upserter's spans, the result event, and the answer's `Wxlogin-Login-Id` header.
-    let login_id = uuid::Uuid::now_v7().simple().to_string();
+    let login_id = LoginId::new();
     tracing::Span::current().record("login_id", login_id.as_str());
     let (mut response, errcode) = match login(&ingress, &headers, body, &login_id).await {
         Ok(r) => (r, 0),
@@ -107,15 +107,19 @@ async fn login(
     ingress: &Ingress,
     headers: &HttpHeaders,
     body: Body,
-    login_id: &str,
+    login_id: &LoginId,
 ) -> Result<Response, ApiError> {
     let body = body::read(headers, body, ingress.max_body_bytes).await?;
-    let appid = match body.appid {
-        None | Some(serde_json::Value::Null) if ingress.appids.len() == 1 => {
-            ingress.appids.iter().next().cloned().unwrap_or_default()
+    let appid: AppId = match body.appid {
+        // With one app configured, the appid may be left out.
+        None | Some(serde_json::Value::Null) => {
+            let mut apps = ingress.appids.iter();
+            match (apps.next(), apps.next()) {
+                (Some(only), None) => only.clone(),
+                _ => return Err(error::MISSING_APPID),
+            }
         }
-        None | Some(serde_json::Value::Null) => return Err(error::MISSING_APPID),
-        Some(serde_json::Value::String(a)) if ingress.appids.contains(&a) => a,
+        Some(serde_json::Value::String(a)) if ingress.appids.contains(a.as_str()) => a.into(),
         Some(_) => return Err(error::UNKNOWN_APPID),
     };
     let code = match body.code {
@@ -132,9 +136,9 @@ async fn login(
     }
     let ticket = Ticket {
         token: sessions::new_token(),
-        login_id: login_id.to_owned(),
-        code_key: ledger::code_key(&appid, &code),
-        received_at_ms: events::now_ms(),
+        login_id: login_id.clone(),
+        code_key: CodeKey::of(&appid, &code),
+        received_at_ms: ingress.clock.now_ms(),
         appid,
         joined: false,
     };
@@ -174,10 +178,7 @@ async fn publish(ingress: &Ingress, ticket: &Ticket, code: &str) -> Result<bool,
         code_key: ticket.code_key.clone(),
         received_at_ms: ticket.received_at_ms,
     };
-    let mut headers = HeaderMap::new();
-    headers.insert(HEADER_MSG_ID, ticket.code_key.as_str());
-    headers.insert(HEADER_REPLY, ingress.reply_subject.as_str());
-    headers.insert(HEADER_LOGIN_ID, ticket.login_id.as_str());
+    let headers = headers::for_code(&event, &ingress.reply_subject);
     let subject = ingress.topology.code_subject(&ticket.appid);
     let fut = async {
         let ack = ingress
@@ -260,7 +261,7 @@ pub(super) async fn answer(
     ticket: &Ticket,
     result: &LoginResult,
 ) -> Result<Response, ApiError> {
-    if result.login_id != ticket.login_id && !ticket.joined {
+    if !result.answers(&ticket.login_id, ticket.joined) {
         tracing::debug!("the code's result belongs to another login: a reuse");
         return Err(error::CODE_USED);
     }
@@ -270,7 +271,7 @@ pub(super) async fn answer(
             unionid,
             session_key_sealed,
         } => {
-            let now = events::now_ms();
+            let now = ingress.clock.now_ms();
             let record = SessionRecord {
                 v: 1,
                 appid: result.appid.clone(),
@@ -307,5 +308,29 @@ fn failure_answer(errcode: i64, reason: FailureReason) -> ApiError {
         (FailureReason::Expired, _) => error::EXPIRED,
         (FailureReason::Misconfigured, _) => error::SERVER_MISCONFIGURED,
         (FailureReason::Unexpected, _) => error::UPSTREAM_UNEXPECTED,
+    }
+}
+
+error_set! {
+    /// What `POST /v1/login` can answer besides 200 and 202.
+    LoginErrors {
+        MISSING_CODE: error_docs::WHEN_MISSING_CODE,
+        MISSING_APPID: "`appid` left out while several apps are configured",
+        UNKNOWN_APPID: "`appid` is not one of the configured apps",
+        INVALID_CODE: error_docs::WHEN_INVALID_CODE,
+        UNREADABLE_BODY: "the body is not valid JSON or form data of the expected shape",
+        CODE_USED: error_docs::WHEN_CODE_USED,
+        HIGH_RISK: error_docs::WHEN_HIGH_RISK,
+        BODY_TIMEOUT: error_docs::WHEN_BODY_TIMEOUT,
+        BODY_TOO_LARGE: "the body is larger than `WXLOGIN_MAX_BODY_BYTES`",
+        UNSUPPORTED_MEDIA: "the content type is neither `application/json` nor a form",
+        TOO_MANY_ATTEMPTS: "this client address made too many login attempts \
+(`WXLOGIN_CLIENT_QUOTA`); wait `Retry-After` seconds",
+        SERVER_MISCONFIGURED: error_docs::WHEN_MISCONFIGURED,
+        UPSTREAM_UNEXPECTED: error_docs::WHEN_UPSTREAM_UNEXPECTED,
+        UNAVAILABLE: error_docs::WHEN_UNAVAILABLE,
+        EXPIRED: error_docs::WHEN_EXPIRED,
+        OVERLOADED: "this server has too many logins in flight; wait `Retry-After` seconds",
+        REQUEST_TIMEOUT: error_docs::WHEN_REQUEST_TIMEOUT,
     }
 }

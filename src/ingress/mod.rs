@@ -7,44 +7,46 @@ mod body;
 pub mod client_ip;
 mod decrypt;
 pub mod error;
+mod error_docs;
 pub mod guard;
 mod login;
 pub mod openapi;
 mod ticket;
 pub mod validate;
 
+use crate::clock::Clock;
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use async_nats::jetstream;
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    response::IntoResponse,
-    routing::{get, post},
-};
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use dashmap::DashMap;
 use futures::StreamExt;
 use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi as _;
+use utoipa_axum::{
+    router::{OpenApiRouter, UtoipaMethodRouter},
+    routes,
+};
 
 use crate::{
+    contract::ledger::Ledger,
+    contract::topology::Topology,
+    contract::{AppId, LoginId},
+    contract::{events::LoginResult, headers},
     crypto::Keyring,
-    events::{HEADER_LOGIN_ID, LoginResult},
-    ledger::Ledger,
     sessions::SessionStore,
-    topology::Topology,
 };
 
 /// What [`crate::fuzzing`] reaches of this module's private parsers.
 pub(crate) mod fuzz {
-    pub use super::body::{Media, parse_login};
-    pub use super::decrypt::{
+    pub(crate) use super::body::{Media, parse_login};
+    pub(crate) use super::decrypt::{
         DecryptRequest, open as open_decrypt, parse_request as parse_decrypt,
     };
 
-    pub fn decrypt_request(encrypted_data: String, iv: String) -> DecryptRequest {
+    pub(crate) fn decrypt_request(encrypted_data: String, iv: String) -> DecryptRequest {
         DecryptRequest {
             encrypted_data,
             iv,
@@ -58,34 +60,54 @@ pub struct Ingress {
     pub nats: async_nats::Client,
     pub js: jetstream::Context,
     pub topology: Topology,
-    pub appids: HashSet<String>,
+    pub appids: HashSet<AppId>,
     pub keyring: Arc<Keyring>,
     pub sessions: SessionStore,
     pub ledger: Ledger,
     pub db: DatabaseConnection,
     pub login_wait: Duration,
+    pub clock: Clock,
     pub max_body_bytes: usize,
     /// Limits on what clients send: per-client quota, in-flight bound, timeouts.
     pub guard: guard::Guard,
     /// Logins waiting for their worker's reply, by login id.
-    waiters: DashMap<String, oneshot::Sender<LoginResult>>,
+    waiters: DashMap<LoginId, oneshot::Sender<LoginResult>>,
     reply_subject: String,
 }
 
+/// What an ingress is made of; [`crate::app::Pipeline::ingress`] fills it from the settings.
+pub struct IngressParts {
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub topology: Topology,
+    /// The apps this ingress serves.
+    pub appids: HashSet<AppId>,
+    pub keyring: Arc<Keyring>,
+    pub sessions: SessionStore,
+    pub ledger: Ledger,
+    pub db: DatabaseConnection,
+    /// How long a login waits for its worker before answering 202 with a ticket.
+    pub login_wait: Duration,
+    pub limits: guard::Limits,
+    /// The time this ingress goes by: when a code was received, when a session ends.
+    pub clock: Clock,
+}
+
 impl Ingress {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        nats: async_nats::Client,
-        js: jetstream::Context,
-        topology: Topology,
-        appids: HashSet<String>,
-        keyring: Arc<Keyring>,
-        sessions: SessionStore,
-        ledger: Ledger,
-        db: DatabaseConnection,
-        login_wait: Duration,
-        limits: guard::Limits,
-    ) -> Arc<Self> {
+    pub fn new(parts: IngressParts) -> Arc<Self> {
+        let IngressParts {
+            nats,
+            js,
+            topology,
+            appids,
+            keyring,
+            sessions,
+            ledger,
+            db,
+            login_wait,
+            limits,
+            clock,
+        } = parts;
         let ingress_id = uuid::Uuid::new_v4().simple().to_string();
         let reply_subject = topology.reply_subject(&ingress_id);
         Arc::new(Ingress {
@@ -98,6 +120,7 @@ impl Ingress {
             ledger,
             db,
             login_wait,
+            clock,
             max_body_bytes: limits.max_body_bytes,
             guard: guard::Guard::new(limits),
             waiters: DashMap::new(),
@@ -116,14 +139,11 @@ impl Ingress {
                 _ = shutdown.cancelled() => break,
                 msg = replies.next() => match msg { Some(m) => m, None => break },
             };
-            let login_id = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(HEADER_LOGIN_ID))
-                .map(|v| v.as_str().to_string());
-            let Some(login_id) = login_id else { continue };
+            let Some(login_id) = headers::login_id(msg.headers.as_ref()) else {
+                continue;
+            };
             match LoginResult::decode(&msg.payload) {
-                Ok(result) => match self.waiters.remove(&login_id) {
+                Ok(result) => match self.waiters.remove(login_id) {
                     Some((_, tx)) => {
                         let _ = tx.send(result);
                     }
@@ -139,31 +159,10 @@ impl Ingress {
         Ok(())
     }
 
+    /// The HTTP API: every route of [`api`], with the login guard and the deadlines.
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
-            .route(
-                "/v1/login",
-                post(login::post_login).route_layer(axum::middleware::from_fn_with_state(
-                    self.clone(),
-                    guard::login_guard,
-                )),
-            )
-            // A ticket poll costs NATS reads like a login: the same quota and in-flight bound.
-            .route(
-                "/v1/login/{ticket}",
-                get(ticket::get_ticket).route_layer(axum::middleware::from_fn_with_state(
-                    self.clone(),
-                    guard::login_guard,
-                )),
-            )
-            .route("/v1/me", get(account::me))
-            .route("/v1/logout", post(account::logout))
-            .route("/v1/decrypt", post(decrypt::post_decrypt))
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .route("/openapi.json", get(openapi::openapi_json))
-            .route("/metrics", get(crate::meter::metrics_handler))
-            .route("/status", get(crate::meter::status_handler))
+        let (routes, _) = api(Some(self)).split_for_parts();
+        routes
             // After every route: it applies to the routes added so far.
             .method_not_allowed_fallback(guard::method_not_allowed)
             .fallback(guard::not_found)
@@ -176,6 +175,35 @@ impl Ingress {
             ))
             .with_state(self.clone())
     }
+}
+
+/// Every route of the HTTP API, in one list: the router serves it and the OpenAPI document
+/// ([`openapi::document`]) is made from it. `ingress`: the one whose login guard (per-client
+/// quota, in-flight bound) wraps the login routes; `None` when only the document is wanted.
+pub(crate) fn api(ingress: Option<&Arc<Ingress>>) -> OpenApiRouter<Arc<Ingress>> {
+    let guarded = |(schemas, paths, method): UtoipaMethodRouter<Arc<Ingress>>| {
+        let method = match ingress {
+            Some(ingress) => method.route_layer(axum::middleware::from_fn_with_state(
+                ingress.clone(),
+                guard::login_guard,
+            )),
+            None => method,
+        };
+        (schemas, paths, method)
+    };
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(guarded(routes!(login::post_login)))
+        // A ticket poll costs NATS reads like a login: the same quota and in-flight bound.
+        .routes(guarded(routes!(ticket::get_ticket)))
+        .routes(routes!(account::me))
+        .routes(routes!(account::logout))
+        .routes(routes!(decrypt::post_decrypt))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi::openapi_json))
+        // Served, not part of the API document: Prometheus text and the live page on it.
+        .route("/metrics", get(crate::meter::metrics_handler))
+        .route("/status", get(crate::meter::status_handler))
 }
 
 /// Liveness: 200 while the process lives.
@@ -215,12 +243,9 @@ async fn readyz(State(ingress): State<Arc<Ingress>>) -> impl IntoResponse {
         ingress.nats.connection_state(),
         async_nats::connection::State::Connected
     );
-    let db_ok = tokio::time::timeout(
-        Duration::from_secs(2),
-        crate::persistence::ping(&ingress.db),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let db_ok = tokio::time::timeout(Duration::from_secs(2), crate::upsert::db::ping(&ingress.db))
+        .await
+        .is_ok_and(|r| r.is_ok());
     let status = if nats_ok && db_ok {
         StatusCode::OK
     } else {

@@ -1,6 +1,8 @@
 //! `202` tickets: what they carry (sealed, so any ingress can finish the login and nobody else
 //! can read or forge one), their formats, and `GET /v1/login/{ticket}`.
 
+use super::error_docs::{self, error_set};
+use crate::contract::{AppId, CodeKey, LoginId};
 use std::{sync::Arc, time::Duration};
 
 use axum::{
@@ -16,7 +18,6 @@ use super::{
     error::{self, ApiError},
     login::{TokenAnswer, answer, code_result},
 };
-use crate::events;
 
 /// Tickets are sealed under this; the first format's tickets (no `joined`) were sealed under
 /// `TICKET_AAD_V1`, which ingresses of the first format alone accept: they would hand a ticket
@@ -29,9 +30,9 @@ const RETRY_AFTER_MS: u64 = 500;
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct Ticket {
     pub(super) token: String,
-    pub(super) login_id: String,
-    pub(super) appid: String,
-    pub(super) code_key: String,
+    pub(super) login_id: LoginId,
+    pub(super) appid: AppId,
+    pub(super) code_key: CodeKey,
     pub(super) received_at_ms: i64,
     /// A duplicate submission that reached the stream before the code's exchange ended: it
     /// shares the code's one outcome. Absent in tickets of the first format: then only a result
@@ -42,7 +43,7 @@ pub(super) struct Ticket {
 
 /// Not ready yet: poll `GET /v1/login/{ticket}` after `retry_after_ms`.
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"ticket": super::openapi::EXAMPLE_TICKET, "retry_after_ms": 500}))]
+#[schema(example = json!({"ticket": EXAMPLE_TICKET, "retry_after_ms": 500}))]
 pub(crate) struct Accepted {
     /// Sealed and opaque; it reveals nothing and only this deployment can read it.
     ticket: String,
@@ -76,11 +77,11 @@ pub(super) fn accepted(ingress: &Ingress, ticket: &Ticket) -> Result<Response, A
     responses(
         (status = 200, description = "Logged in.", body = TokenAnswer),
         (status = 202, description = "Still not ready: poll again after `retry_after_ms`.", body = Accepted),
-        super::openapi::TicketErrors,
+        TicketErrors,
     ),
 )]
 #[tracing::instrument(skip_all, fields(login_id))]
-pub async fn get_ticket(
+pub(super) async fn get_ticket(
     State(ingress): State<Arc<Ingress>>,
     Path(sealed): Path<String>,
 ) -> Response {
@@ -89,7 +90,9 @@ pub async fn get_ticket(
     };
     tracing::Span::current().record("login_id", ticket.login_id.as_str());
     let age = Duration::from_millis(
-        events::now_ms()
+        ingress
+            .clock
+            .now_ms()
             .saturating_sub(ticket.received_at_ms)
             .max(0) as u64,
     );
@@ -117,6 +120,36 @@ fn open_ticket(keyring: &crate::crypto::Keyring, sealed: &str) -> Option<Ticket>
     let mut ticket: Ticket = serde_json::from_slice(&bytes).ok()?;
     ticket.joined &= current;
     Some(ticket)
+}
+
+/// A real ticket (sealed; it reveals nothing), for the examples.
+pub(crate) const EXAMPLE_TICKET: &str = concat!(
+    "v1.4eb9a03c.aP87sL83hIuMNk00dln8vvYTTzSZZ2FAgmlLZyp2mmcfeLh5MYkqwac73t46-NS5fSP9",
+    "z6n4zNfPsmnlD6b7cHaJwChRv4kYt0ZFc6O7d_U_lcRNUkR9dJVmLA4-R8hDYF-QbmRqHt8z4MLcuH8r",
+    "sn582uyMhFi_qXOku4sTvH8fI0n_UqwQ9wbkmP4Z62XSvUmJFghldmop8_TM6ZMDdZTerAjIEA9h0H_Z",
+    "Tv9PmhbKudGBbEk0AP4sqiq9yS0yghMk5XI92j8mEW46pt4N8zvsNjY2LYdI9ijWfAD6HGa2L2RBKzFZ",
+    "-OmxIu17npdXInQO2xwVMg",
+);
+
+error_set! {
+    /// What `GET /v1/login/{ticket}` can answer besides 200 and 202.
+    TicketErrors {
+        MISSING_CODE: error_docs::WHEN_MISSING_CODE,
+        INVALID_CODE: error_docs::WHEN_INVALID_CODE,
+        UNAUTHORIZED: "the session this ticket created has since been logged out or expired",
+        UNKNOWN_TICKET: "the ticket is unknown, forged, or older than a code could still be \
+exchanged; call `wx.login()` again",
+        CODE_USED: error_docs::WHEN_CODE_USED,
+        HIGH_RISK: error_docs::WHEN_HIGH_RISK,
+        SERVER_MISCONFIGURED: error_docs::WHEN_MISCONFIGURED,
+        UPSTREAM_UNEXPECTED: error_docs::WHEN_UPSTREAM_UNEXPECTED,
+        TOO_MANY_ATTEMPTS: "this client address made too many login attempts and ticket polls \
+(`WXLOGIN_CLIENT_QUOTA`); wait `Retry-After` seconds",
+        UNAVAILABLE: error_docs::WHEN_UNAVAILABLE,
+        EXPIRED: error_docs::WHEN_EXPIRED,
+        OVERLOADED: "this server has too many logins in flight; wait `Retry-After` seconds",
+        REQUEST_TIMEOUT: error_docs::WHEN_REQUEST_TIMEOUT,
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,124 @@
+//! The one wiring point: [`Pipeline::connect`] builds, once per process, what every role shares
+//! (the NATS connection, the topology it ensured, the settings), and each stage is made from it
+//! by one method. Roles, `wxlogin up`, the replay and the tests all go through here, so a new
+//! dependency of a stage (a token owner, say) is added in one place.
+
+use crate::clock::Clock;
+use std::{collections::HashSet, sync::Arc};
+
+use async_nats::jetstream;
+
+use super::roles::RoleError;
+use crate::{
+    contract::{
+        ledger::Ledger,
+        topology::{Handles, Topology},
+    },
+    crypto::Keyring,
+    exchange::{Budget, Exchanger, ExchangerParts},
+    ingress::{Ingress, IngressParts, guard::Limits},
+    sessions::SessionStore,
+    settings::{App, Settings},
+    wechat::{ClientOptions, WechatClient},
+};
+
+/// What the stages of one process share, connected from the settings.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub settings: Settings,
+    pub topology: Topology,
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    /// The streams and buckets [`Topology::ensure`] made or found.
+    pub handles: Handles,
+    /// The time every stage of the process goes by.
+    pub clock: Clock,
+}
+
+impl Pipeline {
+    /// Connects to NATS as `role` (the connection's name), checks the server is recent enough,
+    /// and ensures the streams and buckets, retrying while a cluster elects its leaders.
+    pub async fn connect(settings: &Settings, role: &str) -> Result<Pipeline, RoleError> {
+        let (nats, js, handles) = super::roles::connect_nats(settings, role).await?;
+        Ok(Pipeline {
+            settings: settings.clone(),
+            topology: Topology::from_settings(settings),
+            nats,
+            js,
+            handles,
+            clock: Clock::system(),
+        })
+    }
+
+    /// The code ledger (claims and results), as both the ingress and the workers read it.
+    pub fn ledger(&self) -> Ledger {
+        Ledger::new(
+            self.handles.ledger.clone(),
+            self.handles.results.clone(),
+            self.js.clone(),
+            &self.topology,
+            self.clock,
+        )
+    }
+
+    pub fn sessions(&self) -> SessionStore {
+        SessionStore::new(self.handles.sessions.clone(), self.clock)
+    }
+
+    /// Stage 1: the ingress for `apps`, answering from `db` for decryption.
+    pub fn ingress(
+        &self,
+        keyring: Arc<Keyring>,
+        apps: &[App],
+        db: sea_orm::DatabaseConnection,
+    ) -> Arc<Ingress> {
+        Ingress::new(IngressParts {
+            nats: self.nats.clone(),
+            js: self.js.clone(),
+            topology: self.topology.clone(),
+            appids: apps.iter().map(|a| a.appid.clone()).collect::<HashSet<_>>(),
+            keyring,
+            sessions: self.sessions(),
+            ledger: self.ledger(),
+            db,
+            login_wait: self.settings.login_wait(),
+            limits: Limits::from_settings(&self.settings),
+            clock: self.clock,
+        })
+    }
+
+    /// Stage 2: an exchange worker for `apps`, calling WeChat as the settings say.
+    pub fn exchanger(&self, keyring: Arc<Keyring>, apps: &[App]) -> Result<Exchanger, RoleError> {
+        Ok(Exchanger::new(ExchangerParts {
+            wechat: self.wechat_client()?,
+            apps,
+            quota: self.settings.app_quota,
+            keyring,
+            ledger: self.ledger(),
+            budget: Budget::new(self.handles.quota.clone(), self.clock),
+            js: self.js.clone(),
+            nats: self.nats.clone(),
+            topology: self.topology.clone(),
+        }))
+    }
+
+    fn wechat_client(&self) -> Result<WechatClient, RoleError> {
+        let settings = &self.settings;
+        let extra_root_ca_pem = match &settings.wechat_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                RoleError::Config(format!(
+                    "cannot read wechat_ca_file {}: {e}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        WechatClient::new(ClientOptions {
+            base_url: settings.wechat_base_url.clone(),
+            extra_root_ca_pem,
+            request_timeout: std::time::Duration::from_millis(settings.wechat_timeout_ms),
+            ..ClientOptions::default()
+        })
+        .map_err(|e| RoleError::Runtime(e.to_string()))
+    }
+}

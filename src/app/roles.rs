@@ -1,0 +1,285 @@
+//! Wiring of the roles: each connects what it needs, says where it listens and what it
+//! connects to, runs until `shutdown`, then finishes what it holds. Binaries and tests call
+//! these; all logic lives in the modules they wire.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::Pipeline;
+use crate::{
+    contract::topology::{Handles, Topology, TopologyError},
+    crypto::Keyring,
+    exchange,
+    settings::{App, Settings},
+    upsert,
+    upsert::db::{self, PersistenceError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Nats { url: String, reason: String },
+    #[error(
+        "NATS at {url} is nats-server {version}; wxlogin needs {}.{} or newer (see scripts/install-nats-server.sh)",
+        natsd::MIN_VERSION.0, natsd::MIN_VERSION.1
+    )]
+    OldNats { url: String, version: String },
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    #[error(transparent)]
+    Persistence(#[from] PersistenceError),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+fn runtime(e: impl std::fmt::Display) -> RoleError {
+    RoleError::Runtime(e.to_string())
+}
+
+/// Connects to NATS, checks the server is recent enough, and ensures the streams and buckets;
+/// [`Pipeline::connect`] is its one caller.
+pub(super) async fn connect_nats(
+    settings: &Settings,
+    role: &str,
+) -> Result<(async_nats::Client, jetstream::Context, Handles), RoleError> {
+    let url = settings.nats_url.clone();
+    // `nats://a:4222,nats://b:4222`: every server of a cluster, so any one can be down at start.
+    let servers = url
+        .split(',')
+        .map(|s| s.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RoleError::Nats {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("wxlogin-{role}"))
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .connect(servers)
+        .await
+        .map_err(|e| RoleError::Nats {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+    let version = client.server_info().version;
+    if natsd::parse_version(&format!("v{version}")).is_none_or(|v| v < natsd::MIN_VERSION) {
+        return Err(RoleError::OldNats { url, version });
+    }
+    let js = jetstream::new(client.clone());
+    // A JetStream cluster that is still electing its leader refuses stream changes for a few
+    // seconds: keep trying for a while before giving up.
+    let mut attempt = 0;
+    let handles = loop {
+        match Topology::from_settings(settings).ensure(&js).await {
+            Ok(h) => break h,
+            Err(e) if attempt < 30 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "JetStream not ready; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    tracing::info!(role, nats = %url, server_version = %version, prefix = %settings.nats_prefix, "connected to NATS");
+    Ok((client, js, handles))
+}
+
+/// `wxlogin ingress`: the HTTP API on `listener`.
+pub async fn ingress(
+    settings: &Settings,
+    keyring: Arc<Keyring>,
+    apps: &[App],
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RoleError> {
+    crate::meter::install();
+    let pipeline = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = Pipeline::connect(settings, "ingress") => r?,
+    };
+    let db = db::connect(&settings.database_url).await?;
+    let ingress = pipeline.ingress(keyring, apps, db);
+    let replies = tokio::spawn(ingress.clone().listen_for_replies(shutdown.clone()));
+    let addr = listener.local_addr().map_err(runtime)?;
+    tracing::info!(%addr, "ingress listening on http://{addr}");
+    axum::serve(
+        listener,
+        // The peer address feeds the per-client login quota.
+        ingress
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await
+    .map_err(runtime)?;
+    shutdown.cancel();
+    let _ = replies.await;
+    tracing::info!("ingress stopped");
+    Ok(())
+}
+
+/// `wxlogin worker`: one exchange worker process.
+pub async fn worker(
+    settings: &Settings,
+    keyring: Arc<Keyring>,
+    apps: &[App],
+    shutdown: CancellationToken,
+) -> Result<(), RoleError> {
+    if apps.is_empty() {
+        return Err(RoleError::Config(
+            "no apps configured: set WXLOGIN_APPS=appid=secret".into(),
+        ));
+    }
+    let pipeline = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = Pipeline::connect(settings, "worker") => r?,
+    };
+    // Before the limiters are made: they hold their metric handles.
+    crate::meter::install();
+    let topo = &pipeline.topology;
+    let (stream, name) = (&pipeline.handles.codes, topo.exchange_consumer());
+    let config = topo.exchange_consumer_config();
+    let Some(consumer) = durable(stream, name, config, &shutdown).await? else {
+        return Ok(());
+    };
+    let exchanger = Arc::new(pipeline.exchanger(keyring, apps)?);
+    crate::meter::app_quota(settings.app_quota);
+    let pauses = tokio::spawn(exchanger.clone().follow_fleet_pauses());
+    tracing::info!(
+        wechat = %settings.wechat_base_url,
+        quota = %settings.app_quota,
+        concurrency = settings.worker_concurrency,
+        apps = apps.len(),
+        "exchange worker started"
+    );
+    let result = exchange::run(exchanger, consumer, settings.worker_concurrency, shutdown)
+        .await
+        .map_err(runtime);
+    pauses.abort();
+    result
+}
+
+/// `wxlogin upserter`: applies result events to the user table.
+pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
+    let pipeline = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = Pipeline::connect(settings, "upserter") => r?,
+    };
+    let db = db::connect(&settings.database_url).await?;
+    crate::meter::install();
+    let topo = &pipeline.topology;
+    let (stream, name) = (&pipeline.handles.results, topo.upsert_consumer());
+    let config = topo.upsert_consumer_config();
+    let Some(consumer) = durable(stream, name, config, &shutdown).await? else {
+        return Ok(());
+    };
+    tracing::info!(database = %db::describe_url(&settings.database_url), batch = settings.upsert_batch, "upserter started");
+    upsert::run(db, consumer, settings.upsert_batch, shutdown)
+        .await
+        .map_err(runtime)
+}
+
+/// `wxlogin up`: all three roles in one process. The first role to fail stops the others.
+pub async fn all_in_one(
+    settings: &Settings,
+    keyring: Arc<Keyring>,
+    apps: &[App],
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), RoleError> {
+    // Migrate once before the roles open their pools.
+    db::migrate(&settings.database_url).await?;
+    let stop_all = |r: Result<(), RoleError>| {
+        if r.is_err() {
+            shutdown.cancel();
+        }
+        r
+    };
+    let (a, b, c) = tokio::join!(
+        async {
+            stop_all(ingress(settings, keyring.clone(), apps, listener, shutdown.clone()).await)
+        },
+        async { stop_all(worker(settings, keyring.clone(), apps, shutdown.clone()).await) },
+        async { stop_all(upserter(settings, shutdown.clone()).await) },
+    );
+    a.and(b).and(c)
+}
+
+/// Binds the durable consumer `name` on `stream` (creating it if need be, through a NATS blip)
+/// and keeps its backlog gauge current; `None` if shut down meanwhile.
+async fn durable(
+    stream: &jetstream::stream::Stream,
+    name: String,
+    config: jetstream::consumer::pull::Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<jetstream::consumer::PullConsumer>, RoleError> {
+    let what = format!("the consumer {name}");
+    let make = || stream.get_or_create_consumer(&name, config.clone());
+    let Some(consumer) = retry_until_shutdown(&what, shutdown, make).await? else {
+        return Ok(None);
+    };
+    tokio::spawn(crate::meter::watch_consumer(
+        consumer.clone(),
+        name,
+        shutdown.clone(),
+    ));
+    Ok(Some(consumer))
+}
+
+/// Retries a start-up step through a NATS blip (up to ~30 s); `None` if shut down meanwhile.
+async fn retry_until_shutdown<
+    T,
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut step: impl FnMut() -> F,
+) -> Result<Option<T>, RoleError> {
+    for attempt in 1.. {
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            r = step() => r,
+        };
+        match outcome {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if attempt < 30 => {
+                tracing::warn!(error = %e, attempt, "cannot set up {what} yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                }
+            }
+            Err(e) => return Err(RoleError::Runtime(format!("cannot set up {what}: {e}"))),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested: finishing what we hold");
+}

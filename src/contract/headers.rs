@@ -1,0 +1,73 @@
+//! Every NATS header wxlogin writes or reads, by name, and the header maps of the three messages
+//! a login publishes: its code, its result and the reply to the waiting ingress. Stages build
+//! and read headers only through here.
+
+use async_nats::HeaderMap;
+
+use super::{
+    events::{LoginRequested, LoginResult},
+    ids::LoginId,
+};
+
+/// The core-NATS subject the ingress waits on for this login's result.
+pub const REPLY: &str = "Wxlogin-Reply";
+/// The login id, from the HTTP request to the worker, the result, the reply and the upsert.
+pub const LOGIN_ID: &str = "Wxlogin-Login-Id";
+/// JetStream's de-duplication id.
+pub const MSG_ID: &str = "Nats-Msg-Id";
+/// JetStream's condition "publish only if the subject holds nothing yet" (value `0`).
+pub const EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
+/// What a KV entry's message is (`DEL`, `PURGE`; absent: a put), as NATS KV writes it.
+pub const KV_OPERATION: &str = "KV-Operation";
+/// Set by the server on the marker it leaves when a KV entry ages out.
+pub const MARKER_REASON: &str = "Nats-Marker-Reason";
+
+/// A code on `{P}.codes.{appid}`: de-duplicated by its key, naming the ingress that waits for
+/// it and the login.
+pub fn for_code(request: &LoginRequested, reply_subject: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(MSG_ID, request.code_key.as_str());
+    headers.insert(REPLY, reply_subject);
+    headers.insert(LOGIN_ID, request.login_id.as_str());
+    headers
+}
+
+/// A code's result on its own subject, published only while that subject is empty: the
+/// first result of a code is its only one.
+pub fn for_result(result: &LoginResult) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(LOGIN_ID, result.login_id.as_str());
+    headers.insert(EXPECTED_LAST_SUBJECT_SEQ, "0");
+    headers
+}
+
+/// The reply to the ingress waiting for `login_id`.
+pub fn for_reply(login_id: &LoginId) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(LOGIN_ID, login_id.as_str());
+    headers
+}
+
+/// The login id a message carries, if any.
+pub fn login_id(headers: Option<&HeaderMap>) -> Option<&str> {
+    Some(headers?.get(LOGIN_ID)?.as_str())
+}
+
+/// The reply subject of the ingress waiting for a code, if any.
+pub fn reply_subject(headers: Option<&HeaderMap>) -> Option<&str> {
+    Some(headers?.get(REPLY)?.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `nats/README.md` documents the headers for the `nats` CLI's users: a copy, kept whole.
+    #[test]
+    fn the_nats_readme_names_every_header_a_login_carries() {
+        let readme = include_str!("../../nats/README.md");
+        for name in [REPLY, LOGIN_ID, MSG_ID, EXPECTED_LAST_SUBJECT_SEQ] {
+            assert!(readme.contains(&format!("`{name}`")), "{name}");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! One upstream attempt of a code's exchange, in two steps the loop of
+//! [`Exchanger::exchange`](super::Exchanger) runs in turn until the answer is final:
+//! - [`Exchanger::slot`]: a quota slot within the code's life, on a claim fresh enough to call on;
+//! - [`Exchanger::attempt`]: one code2Session call, and what its answer leaves to do ([`Next`]).
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::{AcquireError, AppLimiter, Exchanger, claim::Freshness, claim::Held};
+use crate::{
+    contract::events::{FailureReason, LoginOutcome, LoginRequested},
+    wechat::ErrorClass,
+};
+
+/// Where a step stands after asking for a slot.
+pub(super) enum Slot {
+    /// A slot is ours and the claim is fresh: call now.
+    Call,
+    /// Not yet (the budget or the claim store was unreachable for a moment): ask again.
+    Again,
+    /// The code is too old to send.
+    Expired,
+    /// Another step took the claim over: it answers for the code now.
+    Lost,
+}
+
+/// What one call's answer leaves the loop to do.
+pub(super) enum Next {
+    /// The answer is final: record it.
+    Final(LoginOutcome),
+    /// A retryable answer: try again after a backoff.
+    Retry,
+    /// WeChat answered 45011 and the fleet holds back for a window: take the next slot.
+    Paused,
+}
+
+impl Exchanger {
+    /// Waits for a quota slot before `deadline_ms` (the code's expiry) and makes sure the claim
+    /// is fresh enough to call on.
+    pub(super) async fn slot(&self, limiter: &AppLimiter, deadline_ms: i64, held: &Held) -> Slot {
+        let wait = || async {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if self.clock.now_ms() >= deadline_ms {
+                Slot::Expired
+            } else {
+                Slot::Again
+            }
+        };
+        if self.claim_lost(held) {
+            return Slot::Lost;
+        }
+        match limiter.acquire(deadline_ms * 1000).await {
+            Ok(()) => {}
+            Err(AcquireError::Expired) => return Slot::Expired,
+            Err(AcquireError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "quota budget unavailable; waiting");
+                return wait().await;
+            }
+        }
+        if self.clock.now_ms() >= deadline_ms {
+            return Slot::Expired;
+        }
+        // The keeper renews in the background, so normally no round trip sits between the
+        // slot and the call. If its last renewal is too old to call on (a short ack wait,
+        // NATS trouble), renew now and keep the slot; calling on a claim we cannot renew
+        // could race a takeover.
+        if self.may_call(held) {
+            return Slot::Call;
+        }
+        match self.renew_now(held).await {
+            Freshness::Fresh if self.may_call(held) => Slot::Call,
+            Freshness::Fresh => Slot::Again,
+            Freshness::Lost => Slot::Lost,
+            Freshness::Unavailable(e) => {
+                tracing::warn!(error = %e, "cannot renew the claim; waiting");
+                wait().await
+            }
+        }
+    }
+
+    /// One code2Session call and its answer judged. `ambiguous` is set once an attempt may
+    /// have reached WeChat without an answer we could read: a later 40163 is then our own
+    /// earlier use, not the client's reuse.
+    pub(super) async fn attempt(
+        &self,
+        req: &LoginRequested,
+        secret: &SecretString,
+        code: &str,
+        limiter: &AppLimiter,
+        ambiguous: &mut bool,
+    ) -> Next {
+        let failure = |errcode, reason| Next::Final(LoginOutcome::Failure { errcode, reason });
+        let err = match self.wechat.code2session(&req.appid, secret, code).await {
+            Ok(session) => {
+                crate::meter::upstream_call(0);
+                let aad = format!("{}:{}", req.appid, session.openid);
+                let sealed = self
+                    .keyring
+                    .seal_str(session.session_key.expose(), aad.as_bytes());
+                return Next::Final(LoginOutcome::Success {
+                    openid: session.openid,
+                    unionid: session.unionid,
+                    session_key_sealed: sealed,
+                });
+            }
+            Err(e) => e,
+        };
+        crate::meter::upstream_call(err.errcode());
+        match err.class() {
+            ErrorClass::Retryable => {
+                crate::meter::upstream_retry();
+                *ambiguous |= err.may_have_consumed_code();
+                tracing::debug!(error = %err, "retryable answer");
+                Next::Retry
+            }
+            ErrorClass::RateLimited => {
+                tracing::warn!("WeChat answered 45011: holding the fleet back for a window");
+                if let Err(e) = limiter.pause_for_window().await {
+                    tracing::warn!(error = %e, "pause not shared with the fleet");
+                }
+                Next::Paused
+            }
+            // An earlier attempt consumed the code but its answer was lost: the client did
+            // nothing wrong and must simply call wx.login again.
+            ErrorClass::Rejected if err.errcode() == 40163 && *ambiguous => {
+                failure(-1, FailureReason::Expired)
+            }
+            ErrorClass::Rejected => failure(err.errcode(), FailureReason::Rejected),
+            ErrorClass::Misconfigured => {
+                tracing::error!(
+                    errcode = err.errcode(),
+                    "WeChat says our app configuration is wrong"
+                );
+                failure(err.errcode(), FailureReason::Misconfigured)
+            }
+            ErrorClass::Unexpected => {
+                tracing::error!(errcode = err.errcode(), "unexpected errcode from WeChat");
+                failure(err.errcode(), FailureReason::Unexpected)
+            }
+        }
+    }
+}

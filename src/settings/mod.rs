@@ -1,0 +1,307 @@
+//! Typed settings: the embedded defaults ([`DEFAULTS`], `src/settings/defaults.toml`, every key
+//! with a comment), then an optional TOML file (`--config`), then `WXLOGIN_*` environment
+//! variables, each layer overriding the one before. The defaults have this one home: `Default`
+//! reads the same file, and a test checks the README's table against it.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Toml},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::contract::AppId;
+use crate::crypto::sealing::{Keyring, MasterKey};
+use crate::ingress::client_ip::TrustedProxies;
+use crate::quota::Quota;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One mini program we log users in for.
+#[derive(Clone)]
+pub struct App {
+    pub appid: AppId,
+    pub secret: SecretString,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("appid", &self.appid)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppEntry {
+    pub appid: String,
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// `apps` is a list in TOML and `appid=secret,…` in `WXLOGIN_APPS`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AppsSetting {
+    List(Vec<AppEntry>),
+    Inline(SecretString),
+}
+
+impl Default for AppsSetting {
+    fn default() -> Self {
+        AppsSetting::List(Vec::new())
+    }
+}
+
+/// The embedded defaults, as a commented TOML file.
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+
+/// Every key has its default in [`DEFAULTS`]; the optional ones (`Option`) have none.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub nats_url: String,
+    pub nats_prefix: String,
+    pub nats_replicas: usize,
+    pub database_url: String,
+    pub http_addr: SocketAddr,
+    pub wechat_base_url: String,
+    pub wechat_ca_file: Option<PathBuf>,
+    pub wechat_timeout_ms: u64,
+    #[serde(default)]
+    pub apps: AppsSetting,
+    pub app_quota: Quota,
+    pub code_ttl_secs: u64,
+    pub login_wait_ms: u64,
+    pub session_ttl_secs: u64,
+    pub master_key: Option<SecretString>,
+    pub master_key_file: Option<PathBuf>,
+    /// Previous master keys (base64, comma-separated) still accepted for reading.
+    pub master_keys_previous: Option<SecretString>,
+    pub exchange_ack_wait_secs: u64,
+    /// How long the results stream keeps a result (0: forever). Replays reach back this far.
+    pub results_max_age_secs: u64,
+    pub worker_concurrency: usize,
+    pub upsert_batch: usize,
+    pub max_body_bytes: usize,
+    pub body_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    /// Login attempts allowed per client address; `None` (unset, or "off"): no limit.
+    #[serde(default, deserialize_with = "optional_quota")]
+    pub client_quota: Option<Quota>,
+    pub trusted_proxies: TrustedProxies,
+    pub max_inflight_logins: usize,
+    /// Where a worker or upserter process serves `/metrics` (the ingress uses its own port).
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A quota, or nothing when unset, empty or `off`.
+fn optional_quota<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Quota>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() || s.trim().eq_ignore_ascii_case("off") => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+impl Default for Settings {
+    /// The embedded defaults alone.
+    fn default() -> Self {
+        Figment::from(Toml::string(DEFAULTS))
+            .extract()
+            .expect("the embedded defaults are complete and valid (tested)")
+    }
+}
+
+impl Settings {
+    /// Defaults, then the TOML file if given, then `WXLOGIN_*` variables.
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, SettingsError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = config_file {
+            if !path.exists() {
+                return Err(SettingsError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Only our own names: WXLOGIN_LOG_FORMAT and test variables are not settings.
+        let env = Env::prefixed("WXLOGIN_")
+            .filter(|k| !k.as_str().starts_with("log_") && !k.as_str().starts_with("test_"));
+        let settings: Settings = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |m: String| Err(SettingsError::Invalid(m));
+        if self.nats_prefix.is_empty()
+            || !self
+                .nats_prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return bad("nats_prefix may hold only letters, digits, '_' and '-'".into());
+        }
+        if self.code_ttl_secs == 0 || self.session_ttl_secs == 0 || self.exchange_ack_wait_secs < 3
+        {
+            return bad(
+                "code_ttl_secs and session_ttl_secs must be positive, exchange_ack_wait_secs at least 3"
+                    .into(),
+            );
+        }
+        // A code's result is its ledger's final record: it must outlive every redelivery of
+        // the code (see `Topology::ledger_max_age`).
+        let floor = self.code_ttl_secs + self.exchange_ack_wait_secs + 60;
+        if self.results_max_age_secs != 0 && self.results_max_age_secs < floor {
+            return bad(format!(
+                "results_max_age_secs must be 0 (forever) or at least code_ttl_secs + exchange_ack_wait_secs + 60 = {floor}"
+            ));
+        }
+        // A 202's ticket can create its session for as long as the ledger keeps the code
+        // (the same floor); a session that expired earlier, or its logout's tombstone, would
+        // have left the store by then and the ticket could bring the session back.
+        if self.session_ttl_secs <= floor {
+            return bad(format!(
+                "session_ttl_secs must exceed a ticket's life, code_ttl_secs + exchange_ack_wait_secs + 60 = {floor}"
+            ));
+        }
+        if self.worker_concurrency == 0 || self.upsert_batch == 0 {
+            return bad("worker_concurrency and upsert_batch must be positive".into());
+        }
+        if self.body_timeout_ms == 0 || self.max_inflight_logins == 0 {
+            return bad("body_timeout_ms and max_inflight_logins must be positive".into());
+        }
+        // A login may wait login_wait_ms for its reply before answering 202; a shorter request
+        // timeout would cut every slow login off with an error instead of a ticket.
+        if self.request_timeout_ms <= self.login_wait_ms {
+            return bad("request_timeout_ms must be greater than login_wait_ms".into());
+        }
+        Ok(())
+    }
+
+    pub fn code_ttl(&self) -> Duration {
+        Duration::from_secs(self.code_ttl_secs)
+    }
+
+    pub fn login_wait(&self) -> Duration {
+        Duration::from_millis(self.login_wait_ms)
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
+    }
+
+    /// The configured apps with their secrets (read from files where the TOML says so).
+    pub fn resolve_apps(&self) -> Result<Vec<App>, SettingsError> {
+        let mut apps = Vec::new();
+        match &self.apps {
+            AppsSetting::Inline(text) => {
+                for pair in text
+                    .expose_secret()
+                    .split(',')
+                    .filter(|p| !p.trim().is_empty())
+                {
+                    let (appid, secret) = pair.split_once('=').ok_or_else(|| {
+                        SettingsError::Invalid(
+                            "WXLOGIN_APPS must look like appid=secret,appid2=secret2".into(),
+                        )
+                    })?;
+                    apps.push(App {
+                        appid: appid.trim().into(),
+                        secret: SecretString::from(secret.trim().to_string()),
+                    });
+                }
+            }
+            AppsSetting::List(entries) => {
+                for entry in entries {
+                    let secret = match (&entry.secret, &entry.secret_file) {
+                        (Some(s), None) => s.clone(),
+                        (None, Some(path)) => SecretString::from(read_secret_file(path)?),
+                        _ => {
+                            return Err(SettingsError::Invalid(format!(
+                                "app {} needs exactly one of secret or secret_file",
+                                entry.appid
+                            )));
+                        }
+                    };
+                    apps.push(App {
+                        appid: entry.appid.as_str().into(),
+                        secret,
+                    });
+                }
+            }
+        }
+        for app in &apps {
+            if !crate::ingress::validate::is_plausible_appid(&app.appid) {
+                return Err(SettingsError::Invalid(format!(
+                    "appid {:?} is not a WeChat appid (wx + 16 hex digits)",
+                    app.appid
+                )));
+            }
+            if app.secret.expose_secret().is_empty() {
+                return Err(SettingsError::Invalid(format!(
+                    "app {} has an empty secret",
+                    app.appid
+                )));
+            }
+        }
+        Ok(apps)
+    }
+
+    /// The master key ring, or `None` when no key is configured.
+    pub fn keyring(&self) -> Result<Option<Keyring>, SettingsError> {
+        let primary = match (&self.master_key, &self.master_key_file) {
+            (Some(k), _) => k.expose_secret().to_string(),
+            (None, Some(path)) => read_secret_file(path)?,
+            (None, None) => return Ok(None),
+        };
+        let parse = |b64: &str| {
+            MasterKey::from_base64(b64.trim()).map_err(|_| {
+                SettingsError::Invalid("a master key must be 32 bytes, base64-encoded".into())
+            })
+        };
+        let primary = parse(&primary)?;
+        let mut previous = Vec::new();
+        if let Some(list) = &self.master_keys_previous {
+            for k in list
+                .expose_secret()
+                .split(',')
+                .filter(|k| !k.trim().is_empty())
+            {
+                previous.push(parse(k)?);
+            }
+        }
+        Ok(Some(Keyring::new(primary, previous)))
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<String, SettingsError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })
+}
