@@ -27,7 +27,7 @@ fi
 WXLOGIN_TEST_POSTGRES_URL="$(scripts/ensure-postgres.sh)"
 export WXLOGIN_TEST_POSTGRES_URL
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
 # The mini program helper against a real wxlogin and simulator (the tests start them; the
 # binary was built by the cargo steps above). A file glob: `node --test <dir>` breaks on node 22+.

@@ -19,9 +19,10 @@
 //! *The stages*
 //! - [`ingress`]: stage 1, the HTTP API (`POST /v1/login` publishes the code; tickets, sessions,
 //!   decryption) and its OpenAPI document (`GET /openapi.json`).
-//! - [`contract`]: what the stages exchange through NATS: [`contract::events`],
-//!   [`contract::topology`] (streams, consumers, buckets, subjects), [`contract::ledger`] (the
-//!   at-most-once record of each code) and [`contract::leader`] (leader-only reads).
+//! - [`contract`]: what the stages exchange through NATS: [`contract::ids`] (typed ids),
+//!   [`contract::events`], [`contract::headers`], [`contract::topology`] (streams, consumers,
+//!   buckets, subjects), [`contract::ledger`] (the at-most-once record of each code) and
+//!   [`contract::leader`] (leader-only reads).
 //! - [`exchange`]: stage 2, the exchange worker (`handle(request) -> Outcome`), its limiter, and
 //!   the fleet-wide quota budget shared through NATS KV.
 //! - [`upsert`]: stage 3, the user-upsert consumer of result events, replay, and the database.

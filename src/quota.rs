@@ -1,5 +1,6 @@
 //! The quota notation `N/<seconds>s` (e.g. `5000/60s`): at most N calls in any window of that
-//! length. Shared by the settings (`WXLOGIN_APP_QUOTA`) and the simulator's frequency limits.
+//! length, as the settings read it (`WXLOGIN_APP_QUOTA`, `WXLOGIN_CLIENT_QUOTA`). The simulator
+//! has a copy of its own (`wxlogin_sim::quota`); `tests/it/quota.rs` checks both read alike.
 
 use std::{fmt, str::FromStr, time::Duration};
 

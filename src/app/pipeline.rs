@@ -1,7 +1,8 @@
 //! The one wiring point: [`Pipeline::connect`] builds, once per process, what every role shares
 //! (the NATS connection, the topology it ensured, the settings), and each stage is made from it
-//! by one method. Roles, `wxlogin up`, the replay and the tests all go through here, so a new
-//! dependency of a stage (a token owner, say) is added in one place.
+//! by one method. Every role, `wxlogin up` and the replay go through here (and so every test
+//! that runs roles), so a new dependency of a stage (a token owner, say) is added in one place;
+//! tests of a single step may build its parts by hand ([`crate::exchange::ExchangerParts`]).
 
 use crate::clock::Clock;
 use std::{collections::HashSet, sync::Arc};

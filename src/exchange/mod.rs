@@ -199,9 +199,9 @@ impl Exchanger {
         }
     }
 
-    /// One worker step: claim the code, exchange it (unless its exchange already ended),
-    /// publish the result, record it, and answer the waiting ingress. The claim is renewed in
-    /// the background for as long as the step runs.
+    /// One worker step: claim the code, exchange it (unless its exchange already ended), record
+    /// its result (publishing it on the code's subject is the record), and answer the waiting
+    /// ingress. The claim is renewed in the background for as long as the step runs.
     #[tracing::instrument(skip_all, fields(login_id = %incoming.request.login_id, appid = %incoming.request.appid))]
     pub async fn handle(&self, incoming: &Incoming) -> Result<Outcome, WorkerError> {
         let req = &incoming.request;

@@ -116,7 +116,8 @@ impl Guard {
     }
 }
 
-/// In front of `POST /v1/login`: the per-client quota, then the in-flight bound.
+/// In front of `POST /v1/login` and `GET /v1/login/{ticket}` (a poll costs NATS reads like a
+/// login): the per-client quota, then the in-flight bound.
 pub async fn login_guard(
     State(ingress): State<Arc<Ingress>>,
     req: Request,
@@ -184,12 +185,20 @@ pub async fn not_found() -> ApiError {
     error::NOT_FOUND
 }
 
-/// The paths served by POST; every other known path is served by GET.
-const POST_PATHS: [&str; 3] = ["/v1/login", "/v1/logout", "/v1/decrypt"];
+/// The paths served by POST, read from the one list of routes (through the OpenAPI document it
+/// makes); every other known path is served by GET.
+static POST_PATHS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+    let document = super::openapi::document();
+    let posts = document.paths.paths.into_iter();
+    posts
+        .filter(|(_, item)| item.post.is_some())
+        .map(|(path, _)| path)
+        .collect()
+});
 
 /// Known path, wrong method: says which method the path takes.
 pub async fn method_not_allowed(uri: Uri) -> ApiError {
-    if POST_PATHS.contains(&uri.path()) {
+    if POST_PATHS.iter().any(|p| p == uri.path()) {
         error::REQUIRES_POST
     } else {
         error::REQUIRES_GET
@@ -199,6 +208,11 @@ pub async fn method_not_allowed(uri: Uri) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_post_paths_are_read_from_the_routes() {
+        assert_eq!(*POST_PATHS, ["/v1/login", "/v1/logout", "/v1/decrypt"]);
+    }
 
     fn guard(quota: &str) -> Guard {
         Guard::new(Limits {

@@ -67,7 +67,8 @@ pub(super) fn accepted(ingress: &Ingress, ticket: &Ticket) -> Result<Response, A
 }
 
 /// Follows a `202` ticket: answers like `POST /v1/login` (200, 202 again, or the login's
-/// error) for as long as the code could still be exchanged; then `404 40029`.
+/// error); `503 -1` once the code is past its TTL + 2 ack waits without a result, and
+/// `404 40029` once the ticket is older than the code's ledger record.
 #[utoipa::path(
     get,
     path = "/v1/login/{ticket}",

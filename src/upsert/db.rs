@@ -1,5 +1,6 @@
-//! The database: connection (SQLite in WAL mode with a busy timeout, or PostgreSQL),
-//! migrations, and the `wx_users` upsert that the upserter and replays share.
+//! The database: connection (SQLite in WAL mode with a busy timeout, or PostgreSQL) and
+//! migrations. The `wx_users` upsert that the consumer and replays share is in
+//! [`super::users`].
 
 use std::time::Duration;
 

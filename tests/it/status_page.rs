@@ -1,8 +1,9 @@
 //! `GET /status` in a real headless Chromium: the page fetches `/metrics` every second and fills
-//! in the figures while logins run through the real pipeline. Its own test binary, so that its
-//! logins do not show in another test's counters (one metrics recorder per process).
+//! in the figures while logins run through the real pipeline: a `wxlogin up` child process of
+//! its own, so that no other test's logins or quota show in its figures (one metrics recorder
+//! per process).
 
-use crate::helpers::{Db, Options, spawn_app};
+use crate::helpers::{APPID, up::Up};
 
 /// The page in a real headless Chromium: it fetches /metrics and fills in the figures while
 /// logins run. Skipped (and said so) where no Chromium is installed (`apt-get install chromium`).
@@ -15,12 +16,12 @@ async fn the_status_page_in_a_headless_browser_shows_live_figures_while_logins_r
         eprintln!("SKIPPED: no chromium installed");
         return;
     };
-    let app = std::sync::Arc::new(spawn_app(Options::new(Db::Sqlite)).await);
-    let running = app.clone();
+    let app = Up::start("1000/1s").await;
+    let (control, client) = (app.control.clone(), app.miniprogram());
     let load = tokio::spawn(async move {
         for i in 0.. {
-            let code = running.mint(&format!("user{i}")).await;
-            let _ = running.login_following_tickets(&code).await;
+            let code = control.mint_code(APPID, &format!("user{i}")).await.unwrap();
+            let _ = client.login(&code).await;
         }
     });
     let out = tokio::process::Command::new(browser)

@@ -79,9 +79,14 @@ impl TestApp {
         }
     }
 
-    /// Logs in with a code, following 202 tickets; returns the final status and JSON.
+    /// Logs in with a code, following 202 tickets; returns the final status and JSON. Every
+    /// answer of ours is JSON: one that is not fails the test.
     pub async fn login_following_tickets(&self, code: &str) -> (u16, serde_json::Value) {
         let answer = self.miniprogram().login(code).await.expect("login");
+        assert!(
+            !answer.body.is_null(),
+            "an answer without a JSON body: {answer:?}"
+        );
         (answer.status, answer.body)
     }
 
@@ -96,6 +101,10 @@ impl TestApp {
             via_ticket: false,
         };
         let answer = self.miniprogram().follow(first).await.expect("ticket");
+        assert!(
+            !answer.body.is_null(),
+            "an answer without a JSON body: {answer:?}"
+        );
         (answer.status, answer.body)
     }
 

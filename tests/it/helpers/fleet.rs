@@ -164,12 +164,15 @@ impl Fleet {
     /// One login as a mini program does it: post, then follow 202 tickets for up to
     /// `patience`, through outages (the ticket stays good while NATS is away).
     pub async fn login(&self, code: &str, patience: Duration) -> Outcome {
-        let client = MiniProgram {
-            patience,
+        let started = std::time::Instant::now();
+        let mut client = MiniProgram {
             through_outages: true,
             ..MiniProgram::new(self.http.clone(), self.api.clone(), APPID)
         };
-        let first = match client.post_login(code).await {
+        let first = client.post_login(code).await;
+        // The patience counts from the post, as a user's does.
+        client.patience = patience.saturating_sub(started.elapsed());
+        let first = match first {
             Ok(a) if a.status == 200 || a.status == 202 => a,
             Ok(a) => return Outcome::NotAccepted(format!("{} {}", a.status, a.body["errcode"])),
             Err(_) => return Outcome::NotAccepted("connection".into()),

@@ -21,6 +21,7 @@ use wxlogin_sim::{self as sim, SimApp, SimConfig, SimControl, SimServer};
 mod app;
 pub mod fleet;
 pub mod tls;
+pub mod up;
 
 pub const APPID: &str = "wx00000000000000a1";
 pub const SECRET: &str = "test-secret-0123456789abcdef0000";

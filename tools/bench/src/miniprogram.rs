@@ -95,10 +95,7 @@ impl MiniProgram {
             if self.through_outages && is_outage(&next) {
                 continue;
             }
-            // A 202 without a ticket keeps the one we have.
-            if next.status != 202 || next.body.get("ticket").is_some() {
-                answer = next;
-            }
+            answer = next;
             answer.via_ticket = true;
         }
         Ok(answer)
@@ -114,10 +111,12 @@ impl MiniProgram {
     /// `Ok(via_ticket)`, or a label of what went wrong.
     pub async fn login_and_check(&self, code: &str) -> Result<bool, String> {
         let answer = self.login(code).await?;
+        let step = if answer.via_ticket { "ticket" } else { "login" };
         let Some(token) = answer.token() else {
             return Err(match answer.status {
-                202 => format!("ticket: still pending after {:?}", self.patience),
-                _ => answer.label(if answer.via_ticket { "ticket" } else { "login" }),
+                202 => format!("ticket: still pending after {} s", self.patience.as_secs()),
+                200 => "answer without token".into(),
+                _ => answer.label(step),
             });
         };
         match self.me(token).await? {

@@ -1,7 +1,7 @@
--- wrk script for the WeChat simulator's throughput (see examples/sim_bench.rs).
+-- wrk script for the WeChat simulator's throughput (see tools/sim/examples/sim_bench.rs).
 -- Every request exchanges the next code of a pool minted beforehand, so the load measures the
 -- success path (each code is used once), not the cheap 40163 path.
--- Usage: wrk -t1 -c64 -d10s -s benches/sim_wrk.lua http://127.0.0.1:9099 -- /tmp/sim_codes.txt [threads]
+-- Usage: wrk -t1 -c64 -d10s -s tools/sim/benches/sim_wrk.lua http://127.0.0.1:9099 -- /tmp/sim_codes.txt [threads]
 
 local threads = 0
 
