@@ -17,48 +17,15 @@ use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::json;
 
-use super::{Shared, config::Faults, identity, state::StateError, stats::SimStats};
+use super::{
+    Shared,
+    config::Faults,
+    identity,
+    state::StateError,
+    stats::SimStats,
+    wire::{ScriptedAnswer, SimSession, UserInfo},
+};
 use crate::{payload, quota::Quota};
-
-/// A raw answer to send back, as is, to the next exchange call.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScriptedAnswer {
-    #[serde(default = "ok_status")]
-    pub status: u16,
-    #[serde(default = "text_plain")]
-    pub content_type: String,
-    #[serde(default)]
-    pub body: String,
-}
-
-fn ok_status() -> u16 {
-    200
-}
-
-fn text_plain() -> String {
-    "text/plain".into()
-}
-
-impl ScriptedAnswer {
-    /// HTTP 200, `text/plain`: how WeChat sends everything.
-    pub fn wechat(body: impl Into<String>) -> Self {
-        ScriptedAnswer {
-            status: 200,
-            content_type: text_plain(),
-            body: body.into(),
-        }
-    }
-}
-
-/// What `wx.getUserInfo()` hands the mini program.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserInfo {
-    pub encrypted_data: String,
-    pub iv: String,
-    pub raw_data: String,
-    pub signature: String,
-}
 
 /// Control-API errors, answered as `{"error": "..."}`.
 #[derive(Debug, thiserror::Error)]
@@ -267,15 +234,6 @@ async fn userinfo(
         signature: payload::sign(&raw_data, &session_key),
         raw_data,
     }))
-}
-
-/// What WeChat knows of a user's session with an app, session_key included: tests need it to
-/// hand-make encrypted payloads and to search for the key where it must never appear.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SimSession {
-    pub session_key: String,
-    pub openid: String,
-    pub unionid: Option<String>,
 }
 
 async fn session(

@@ -6,7 +6,8 @@
 //! - [`config`](SimConfig): apps, code lifetime, quotas, faults;
 //! - `state`: the simulated WeChat's memory and its decisions;
 //! - `wechat_api`: the code2Session endpoint and fault injection;
-//! - `control`: the `/sim/` control API; [`SimControl`]: its typed client;
+//! - `control`: the `/sim/` control API; [`SimControl`]: its typed client; `wire`: the types
+//!   both exchange;
 //! - `codes`: the minted codes; `stats`: exact counters and sliding windows;
 //! - `identity`: ids, keys, profiles; [`payload`]: WeChat's encryption and signature of them;
 //! - [`quota`]: the `N/<seconds>s` notation of the frequency limits;
@@ -28,6 +29,7 @@ pub mod quota;
 mod state;
 mod stats;
 mod wechat_api;
+mod wire;
 
 use std::{
     future::Future,
@@ -47,9 +49,9 @@ use tokio::{
 pub use args::{SimArgs, SimError, run};
 pub use client::{SimControl, SimControlError};
 pub use config::{DEMO_APPID, DEMO_SECRET, Faults, SimApp, SimAppParseError, SimConfig};
-pub use control::{ScriptedAnswer, SimSession, UserInfo};
 pub use quota::Quota;
 pub use stats::{EntityStats, SimStats};
+pub use wire::{ScriptedAnswer, SimSession, UserInfo};
 
 /// Control bodies are tiny; anything bigger is a mistake (413).
 const CONTROL_BODY_LIMIT: usize = 64 * 1024;

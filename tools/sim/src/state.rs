@@ -12,9 +12,9 @@ use std::{
 use super::{
     codes::{CodeState, Codes},
     config::{Faults, SimApp, SimConfig},
-    control::ScriptedAnswer,
     identity,
     stats::{Counters, SimStats, Totals},
+    wire::ScriptedAnswer,
 };
 use crate::quota::Quota;
 

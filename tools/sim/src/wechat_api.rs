@@ -13,10 +13,9 @@ use axum::{
 use rand::Rng;
 
 use super::{
-    Shared,
-    control::ScriptedAnswer,
-    identity,
+    Shared, identity,
     state::{Answer, Arrival, Injected, Params},
+    wire::ScriptedAnswer,
 };
 
 /// WeChat's errmsg texts (before the `, rid: ...` suffix).
