@@ -40,10 +40,11 @@ impl Pipeline {
     /// Connects to NATS as `role` (the connection's name), checks the server is recent enough,
     /// and ensures the streams and buckets, retrying while a cluster elects its leaders.
     pub async fn connect(settings: &Settings, role: &str) -> Result<Pipeline, RoleError> {
-        let (nats, js, handles) = super::roles::connect_nats(settings, role).await?;
+        let topology = Topology::from_settings(settings);
+        let (nats, js, handles) = super::roles::connect_nats(settings, &topology, role).await?;
         Ok(Pipeline {
             settings: settings.clone(),
-            topology: Topology::from_settings(settings),
+            topology,
             nats,
             js,
             handles,

@@ -45,6 +45,7 @@ fn runtime(e: impl std::fmt::Display) -> RoleError {
 /// [`Pipeline::connect`] is its one caller.
 pub(super) async fn connect_nats(
     settings: &Settings,
+    topology: &Topology,
     role: &str,
 ) -> Result<(async_nats::Client, jetstream::Context, Handles), RoleError> {
     let url = settings.nats_url.clone();
@@ -75,7 +76,7 @@ pub(super) async fn connect_nats(
     // seconds: keep trying for a while before giving up.
     let mut attempt = 0;
     let handles = loop {
-        match Topology::from_settings(settings).ensure(&js).await {
+        match topology.ensure(&js).await {
             Ok(h) => break h,
             Err(e) if attempt < 30 => {
                 attempt += 1;
