@@ -9,6 +9,7 @@ mod decrypt;
 pub mod error;
 mod error_docs;
 pub mod guard;
+mod keep_alive;
 mod login;
 pub mod openapi;
 mod ticket;
@@ -159,7 +160,8 @@ impl Ingress {
         Ok(())
     }
 
-    /// The HTTP API: every route of [`api`], with the login guard and the deadlines.
+    /// The HTTP API: every route of [`api`], with the login guard, the deadlines, and
+    /// `Connection: close` on answers that left a body unread.
     pub fn router(self: &Arc<Self>) -> Router {
         let (routes, _) = api(Some(self)).split_for_parts();
         routes
@@ -170,6 +172,9 @@ impl Ingress {
                 self.clone(),
                 guard::request_deadline,
             ))
+            // Outside the request deadline, so that its 408 (the handler dropped, the body
+            // perhaps unread) is marked too; the body it tracks is the one under the deadline.
+            .layer(axum::middleware::from_fn(keep_alive::close_if_body_unread))
             .layer(tower_http::timeout::RequestBodyDeadlineLayer::new(
                 self.guard.limits.body_timeout,
             ))
