@@ -160,7 +160,7 @@ async fn login(
         return duplicate_login(ingress, ticket).await;
     }
     match tokio::time::timeout(ingress.login_wait, rx).await {
-        Ok(Ok(result)) => answer(ingress, &ticket, &result).await,
+        Ok(Ok(result)) => answer(ingress, &ticket, &result, IfStoreDown::Ticket).await,
         _ => {
             ingress.waiters.remove(&ticket.login_id);
             accepted(ingress, &ticket)
@@ -232,7 +232,7 @@ async fn duplicate_login(ingress: &Ingress, mut ticket: Ticket) -> Result<Respon
     })
     .await;
     match result {
-        Ok(Ok(Some(result))) => answer(ingress, &ticket, &result).await,
+        Ok(Ok(Some(result))) => answer(ingress, &ticket, &result, IfStoreDown::Ticket).await,
         // Joined: whatever went wrong, the ticket keeps that and finishes the login.
         _ => accepted(ingress, &ticket),
     }
@@ -253,6 +253,18 @@ pub(super) async fn code_result(
         })
 }
 
+/// What a successful exchange answers while its session cannot be written (the session store
+/// unreachable or refusing writes).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum IfStoreDown {
+    /// The login's own request: 202 with its ticket, as when the reply is slow. The result is
+    /// recorded and the token travels in the ticket, so a poll makes the session once the
+    /// store takes writes again; a 503 would throw away an exchange WeChat will not repeat.
+    Ticket,
+    /// A ticket poll: 503 -1; the ticket stays good and the client polls again.
+    Unavailable,
+}
+
 /// Turns a login's result into the HTTP answer, creating the session on success. The one
 /// place a session is made: only from a result naming this login, or the code's result for a
 /// duplicate that joined it in time (see the module's top).
@@ -260,6 +272,7 @@ pub(super) async fn answer(
     ingress: &Ingress,
     ticket: &Ticket,
     result: &LoginResult,
+    if_store_down: IfStoreDown,
 ) -> Result<Response, ApiError> {
     if !result.answers(&ticket.login_id, ticket.joined) {
         tracing::debug!("the code's result belongs to another login: a reuse");
@@ -290,8 +303,11 @@ pub(super) async fn answer(
                 .into_response()),
                 Ok(_) => Err(error::UNAUTHORIZED),
                 Err(e) => {
-                    tracing::warn!(error = %e, "session store unavailable");
-                    Err(error::UNAVAILABLE)
+                    tracing::warn!(error = %e, ?if_store_down, "session store unavailable");
+                    match if_store_down {
+                        IfStoreDown::Ticket => accepted(ingress, ticket),
+                        IfStoreDown::Unavailable => Err(error::UNAVAILABLE),
+                    }
                 }
             }
         }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     Ingress,
     error::{self, ApiError},
-    login::{TokenAnswer, answer, code_result},
+    login::{IfStoreDown, TokenAnswer, answer, code_result},
 };
 
 /// Tickets are sealed under this; the first format's tickets (no `joined`) were sealed under
@@ -101,7 +101,7 @@ pub(super) async fn get_ticket(
         return error::UNKNOWN_TICKET.into_response();
     }
     let result = match code_result(&ingress, &ticket).await {
-        Ok(Some(result)) => answer(&ingress, &ticket, &result).await,
+        Ok(Some(result)) => answer(&ingress, &ticket, &result, IfStoreDown::Unavailable).await,
         Ok(None) if age > ingress.topology.code_ttl + 2 * ingress.topology.exchange_ack_wait => {
             Err(error::EXPIRED)
         }

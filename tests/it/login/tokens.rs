@@ -137,3 +137,36 @@ pub async fn health_and_readiness_answer(db: Db) {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_whose_session_cannot_be_written_answers_a_ticket_that_gives_the_token_once_the_store_takes_writes()
+ {
+    let app = spawn_app(Options::new(Db::Sqlite)).await;
+    // One session stored first: the bucket's stream is then capped at what it holds.
+    let code = app.mint("judy").await;
+    assert_eq!(app.login_following_tickets(&code).await.0, 200);
+    let js = async_nats::jetstream::new(async_nats::connect(app.nats.url()).await.unwrap());
+    let sessions = format!("KV_{}", app.topology().sessions_bucket());
+    let normal = crate::helpers::refuse_writes(&js, &sessions).await;
+
+    let code = app.mint("kim").await;
+    let r = app.post_login(json!({"appid": APPID, "code": code})).await;
+    // The exchange succeeded and its result is recorded: the login is not lost, it is late.
+    assert_eq!(r.status(), 202);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let ticket = body["ticket"].as_str().unwrap().to_string();
+    // Polled while the store still refuses: unavailable, and the ticket stays good.
+    let r = app.get_ticket(&ticket).await;
+    assert_eq!(r.status(), 503);
+
+    js.update_stream(normal).await.unwrap();
+    let r = app.get_ticket(&ticket).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let token = body["token"].as_str().unwrap();
+    let me: serde_json::Value = app.me(token).await.json().await.unwrap();
+    assert!(me["openid"].as_str().unwrap().starts_with('o'));
+    // One exchange per code: the ticket made the session from the recorded result.
+    assert_eq!(app.control.stats().await.unwrap().calls, 2);
+    app.stop().await;
+}
