@@ -144,7 +144,7 @@ fn the_hostile_input_limits_come_from_the_environment_or_the_toml_file() {
         assert_eq!(s.client_quota, None, "no per-client quota unless asked");
         assert!(s.trusted_proxies.is_empty());
         assert_eq!(s.max_inflight_logins, 1_000);
-        assert_eq!((s.body_timeout_ms, s.request_timeout_ms), (10_000, 15_000));
+        assert_eq!((s.body_timeout_ms, s.request_timeout_ms), (10_000, 20_000));
         Ok(())
     });
     Jail::expect_with(|jail| {
@@ -175,10 +175,30 @@ fn the_hostile_input_limits_come_from_the_environment_or_the_toml_file() {
     Jail::expect_with(|jail| {
         jail.set_env("WXLOGIN_TRUSTED_PROXIES", "10.0.0.0/99");
         assert!(load(None).unwrap_err().to_string().contains("CIDR"));
-        jail.set_env("WXLOGIN_TRUSTED_PROXIES", "");
-        jail.set_env("WXLOGIN_REQUEST_TIMEOUT_MS", "4000");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_request_timeout_must_leave_room_for_the_body_the_publish_and_the_wait_for_the_reply() {
+    Jail::expect_with(|jail| {
+        // The defaults: 10 s of body, 3 s of publish, 5 s of waiting for the reply.
+        jail.set_env("WXLOGIN_REQUEST_TIMEOUT_MS", "18000");
         let err = load(None).unwrap_err().to_string();
-        assert!(err.contains("request_timeout_ms"), "{err}");
+        assert!(
+            err.contains("request_timeout_ms (18000)") && err.contains("10000 + 3000 + 5000"),
+            "{err}"
+        );
+        jail.set_env("WXLOGIN_REQUEST_TIMEOUT_MS", "18001");
+        assert_eq!(load(None)?.request_timeout_ms, 18_001);
+        // Shorter parts need less.
+        jail.set_env("WXLOGIN_BODY_TIMEOUT_MS", "2000");
+        jail.set_env("WXLOGIN_LOGIN_WAIT_MS", "1000");
+        jail.set_env("WXLOGIN_REQUEST_TIMEOUT_MS", "6000");
+        let err = load(None).unwrap_err().to_string();
+        assert!(err.contains("2000 + 3000 + 1000 = 6000"), "{err}");
+        jail.set_env("WXLOGIN_REQUEST_TIMEOUT_MS", "6001");
+        assert_eq!(load(None)?.request_timeout_ms, 6_001);
         Ok(())
     });
 }

@@ -42,7 +42,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// The whole body must have arrived this long after the request started.
     pub body_timeout: Duration,
-    /// The whole request, answer included (a login waits at most `login_wait` plus a publish).
+    /// The whole request, answer included (a login takes at most its body, a publish and
+    /// `login_wait`: the settings refuse a shorter timeout).
     pub request_timeout: Duration,
     /// Login attempts per client address; `None`: no per-client limit.
     pub client_quota: Option<Quota>,

@@ -37,9 +37,8 @@ use crate::{
         self, FailureReason, LOGIN_REQUESTED_V1, LoginOutcome, LoginRequested, LoginResult,
     },
     sessions::{self, Lookup, SessionRecord},
+    settings::PUBLISH_TIMEOUT,
 };
-
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Logged in: our session token (never an openid, never the session_key).
 #[derive(Serialize, utoipa::ToSchema)]

@@ -71,6 +71,10 @@ impl Default for AppsSetting {
     }
 }
 
+/// How long the ingress waits for JetStream to acknowledge a login's code. A part of every
+/// login's time, so `request_timeout_ms` must leave room for it (see `validate`).
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The embedded defaults, as a commented TOML file.
 pub const DEFAULTS: &str = include_str!("defaults.toml");
 
@@ -193,10 +197,19 @@ impl Settings {
         if self.body_timeout_ms == 0 || self.max_inflight_logins == 0 {
             return bad("body_timeout_ms and max_inflight_logins must be positive".into());
         }
-        // A login may wait login_wait_ms for its reply before answering 202; a shorter request
-        // timeout would cut every slow login off with an error instead of a ticket.
-        if self.request_timeout_ms <= self.login_wait_ms {
-            return bad("request_timeout_ms must be greater than login_wait_ms".into());
+        // A login reads its body (up to body_timeout_ms), publishes its code (up to
+        // PUBLISH_TIMEOUT), then waits up to login_wait_ms for the reply before answering 202;
+        // a request timeout within their sum cuts a slow login off with 408 instead of a ticket.
+        let publish_ms = PUBLISH_TIMEOUT.as_millis() as u64;
+        let login_ms = self
+            .body_timeout_ms
+            .saturating_add(publish_ms)
+            .saturating_add(self.login_wait_ms);
+        if self.request_timeout_ms <= login_ms {
+            return bad(format!(
+                "request_timeout_ms ({}) must exceed body_timeout_ms + the code's publish timeout + login_wait_ms = {} + {publish_ms} + {} = {login_ms}",
+                self.request_timeout_ms, self.body_timeout_ms, self.login_wait_ms
+            ));
         }
         Ok(())
     }
