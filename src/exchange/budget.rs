@@ -109,10 +109,11 @@ impl Budget {
         .await
     }
 
-    /// Calls `on_pause(appid, paused_until_us)` for every schedule change in the bucket, until
-    /// the watch ends.
+    /// Calls `on_pause(appid, paused_until_us)` for each app's current schedule, then for every
+    /// change in the bucket, until the watch ends. Starting from the current schedules, a watch
+    /// started again after a gap learns the pauses recorded during it.
     pub async fn watch_pauses(&self, on_pause: impl Fn(&str, i64)) -> Result<(), BudgetError> {
-        let mut watch = self.kv.watch_all().await.map_err(unavailable)?;
+        let mut watch = self.kv.watch_with_history(">").await.map_err(unavailable)?;
         while let Some(entry) = watch.next().await {
             let Ok(entry) = entry else { continue };
             if let Ok(s) = serde_json::from_slice::<Schedule>(&entry.value) {

@@ -96,6 +96,12 @@ impl Backoff {
     }
 }
 
+/// The wait before watching the fleet's quota pauses again: the first, doubling while the watch
+/// keeps failing up to the most; a watch that ran for the healthy time starts over.
+const REWATCH_FIRST: Duration = Duration::from_millis(250);
+const REWATCH_MAX: Duration = Duration::from_secs(8);
+const REWATCH_HEALTHY: Duration = Duration::from_secs(30);
+
 /// Everything a worker step needs; shared by all exchanges in a process.
 pub struct Exchanger {
     pub wechat: WechatClient,
@@ -173,7 +179,10 @@ impl Exchanger {
     }
 
     /// Keeps every limiter informed of 45011 pauses seen by any worker of the fleet, and its
-    /// quota-use gauge current.
+    /// quota-use gauge current, until the worker aborts it at shutdown. A watch that ends or
+    /// cannot start (NATS away, JetStream not answering yet) is started again after a wait
+    /// that grows while it keeps failing: without it, this worker would go on calling WeChat
+    /// through the others' pauses until its next restart.
     pub async fn follow_fleet_pauses(self: Arc<Self>) {
         let limiters = self.limiters.clone();
         let refresher = {
@@ -186,16 +195,29 @@ impl Exchanger {
             })
         };
         let _refresher = tokio_util::task::AbortOnDropHandle::new(refresher);
-        if let Err(e) = self
-            .budget
-            .watch_pauses(|appid, until| {
-                if let Some(l) = limiters.get(appid) {
-                    l.note_pause(until);
+        let on_pause = |appid: &str, until| {
+            if let Some(l) = limiters.get(appid) {
+                l.note_pause(until);
+            }
+        };
+        let mut wait = REWATCH_FIRST;
+        loop {
+            let started = tokio::time::Instant::now();
+            let ended = self.budget.watch_pauses(&on_pause).await;
+            // A watch that ran a good while was healthy: its end is a new trouble.
+            if started.elapsed() > REWATCH_HEALTHY {
+                wait = REWATCH_FIRST;
+            }
+            match ended {
+                Ok(()) => {
+                    tracing::warn!(retry_in = ?wait, "the fleet quota pause watch ended; watching again")
                 }
-            })
-            .await
-        {
-            tracing::warn!(error = %e, "cannot follow fleet quota pauses");
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?wait, "cannot follow fleet quota pauses; trying again")
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(REWATCH_MAX);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The worker step, called directly: `Exchanger::handle(request) -> Outcome`, against a real
 //! nats-server and the simulator.
 
+mod pauses;
 mod takeover;
 
 use crate::helpers::{APPID, SECRET};
@@ -27,7 +28,8 @@ struct Rig {
     ledger_kv: async_nats::jetstream::kv::Store,
     control: sim::SimControl,
     _sim: sim::SimServer,
-    _nats: NatsServer,
+    /// The rig's own nats-server, for a test that reaches the buckets itself.
+    nats: NatsServer,
 }
 
 async fn rig() -> Rig {
@@ -93,7 +95,7 @@ async fn rig_with_clock(clock: Clock) -> Rig {
         ledger_kv,
         control: sim.control(),
         _sim: sim,
-        _nats: nats,
+        nats,
     }
 }
 
