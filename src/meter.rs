@@ -209,6 +209,11 @@ pub fn upsert_batch(size: usize) {
     histogram!("wxlogin_upsert_batch_size").record(size as f64);
 }
 
+/// A stage set an event aside in `{P}_PARKED` (see `wxlogin parked list`).
+pub fn parked(stage: &'static str) {
+    counter!("wxlogin_parked_events_total", "stage" => stage).increment(1);
+}
+
 /// A database operation failed; `place` names the step.
 pub fn database_error(place: &'static str) {
     counter!("wxlogin_database_errors_total", "place" => place).increment(1);

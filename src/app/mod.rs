@@ -3,7 +3,8 @@
 //! - [`Pipeline`]: what every role shares, connected once; each stage is made from it;
 //! - [`roles`]: each role (`ingress`, `worker`, `upserter`, `up`) run until shutdown;
 //! - [`dev`]: what only `wxlogin up` does (development key, private nats-server, demo);
-//! - [`replay`](mod@replay): `wxlogin replay` and its progress bar.
+//! - [`replay`](mod@replay): `wxlogin replay` and its progress bar;
+//! - [`parked`](mod@parked): `wxlogin parked list|retry`, the events a stage set aside.
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 pub mod dev;
+pub mod parked;
 mod pipeline;
 pub mod replay;
 pub mod roles;
@@ -49,10 +51,13 @@ pub enum Command {
     Worker,
     /// Run the user-upsert consumer.
     Upserter,
-    /// Apply database migrations and exit.
+    /// Apply database migrations, create or update the NATS streams and consumers, and exit.
     Migrate,
     /// Re-feed retained result events into the user table.
     Replay(ReplayArgs),
+    /// Events a stage could not apply (a newer writer's, or refused by the database).
+    #[command(subcommand)]
+    Parked(parked::ParkedCommand),
     /// Run the WeChat simulator.
     Sim(sim::SimArgs),
     /// Print a new random master key (base64) for WXLOGIN_MASTER_KEY.
@@ -125,9 +130,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             db::migrate(&settings.database_url).await?;
             tracing::info!(database = %db::describe_url(&settings.database_url), "migrations applied");
+            let pipeline = Pipeline::connect(&settings, "migrate").await?;
+            pipeline.topology.apply_consumers(&pipeline.handles).await?;
+            tracing::info!(prefix = %settings.nats_prefix, "NATS streams, buckets and consumers applied");
             Ok(())
         }
         Command::Replay(args) => replay::replay(&settings, args).await,
+        Command::Parked(command) => parked::run(&settings, command).await,
         Command::Sim(_) | Command::GenKey | Command::Openapi | Command::Bench(_) => {
             unreachable!("handled above")
         }

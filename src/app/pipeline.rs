@@ -67,12 +67,12 @@ impl Pipeline {
         SessionStore::new(self.handles.sessions.clone(), self.clock)
     }
 
-    /// Stage 1: the ingress for `apps`, answering from `db` for decryption.
+    /// Stage 1: the ingress for `apps`. `database`: what `/readyz` reports (it never gates).
     pub fn ingress(
         &self,
         keyring: Arc<Keyring>,
         apps: &[App],
-        db: sea_orm::DatabaseConnection,
+        database: Option<crate::upsert::db::Probe>,
     ) -> Arc<Ingress> {
         Ingress::new(IngressParts {
             nats: self.nats.clone(),
@@ -82,7 +82,7 @@ impl Pipeline {
             keyring,
             sessions: self.sessions(),
             ledger: self.ledger(),
-            db,
+            database,
             login_wait: self.settings.login_wait(),
             limits: Limits::from_settings(&self.settings),
             clock: self.clock,

@@ -103,9 +103,12 @@ pub async fn ingress(
         _ = shutdown.cancelled() => return Ok(()),
         r = Pipeline::connect(settings, "ingress") => r?,
     };
-    let db = db::connect(&settings.database_url).await?;
-    let ingress = pipeline.ingress(keyring, apps, db);
-    let replies = tokio::spawn(ingress.clone().listen_for_replies(shutdown.clone()));
+    // Never migrated nor waited for: the ingress only reports the database in `/readyz`.
+    let database = Some(db::Probe::new(&settings.database_url));
+    let ingress = pipeline.ingress(keyring, apps, database);
+    // Its own stop, after the server's: logins still in flight at SIGTERM get their replies.
+    let replies_stop = CancellationToken::new();
+    let replies = tokio::spawn(ingress.clone().listen_for_replies(replies_stop.clone()));
     let addr = listener.local_addr().map_err(runtime)?;
     tracing::info!(%addr, "ingress listening on http://{addr}");
     axum::serve(
@@ -118,7 +121,7 @@ pub async fn ingress(
     .with_graceful_shutdown(shutdown.clone().cancelled_owned())
     .await
     .map_err(runtime)?;
-    shutdown.cancel();
+    replies_stop.cancel();
     let _ = replies.await;
     tracing::info!("ingress stopped");
     Ok(())
@@ -158,9 +161,15 @@ pub async fn worker(
         apps = apps.len(),
         "exchange worker started"
     );
-    let result = exchange::run(exchanger, consumer, settings.worker_concurrency, shutdown)
-        .await
-        .map_err(runtime);
+    let result = exchange::run(
+        exchanger,
+        consumer,
+        settings.worker_concurrency,
+        settings.worker_drain(),
+        shutdown,
+    )
+    .await
+    .map_err(runtime);
     pauses.abort();
     result
 }
@@ -171,7 +180,6 @@ pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Resul
         _ = shutdown.cancelled() => return Ok(()),
         r = Pipeline::connect(settings, "upserter") => r?,
     };
-    let db = db::connect(&settings.database_url).await?;
     crate::meter::install();
     let topo = &pipeline.topology;
     let (stream, name) = (&pipeline.handles.results, topo.upsert_consumer());
@@ -179,10 +187,47 @@ pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Resul
     let Some(consumer) = durable(stream, name, config, &shutdown).await? else {
         return Ok(());
     };
+    let Some(db) = database(settings, &shutdown).await? else {
+        return Ok(());
+    };
     tracing::info!(database = %db::describe_url(&settings.database_url), batch = settings.upsert_batch, "upserter started");
-    upsert::run(db, consumer, settings.upsert_batch, shutdown)
+    let upserter = upsert::Upserter {
+        db,
+        js: pipeline.js.clone(),
+        topology: pipeline.topology.clone(),
+        batch_size: settings.upsert_batch,
+    };
+    upsert::run(upserter, consumer, shutdown)
         .await
         .map_err(runtime)
+}
+
+/// The upserter's database, migrated; while it is away the upserter waits for it (logins go on,
+/// their results wait in the stream), for as long as it takes. `None` if shut down meanwhile.
+async fn database(
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> Result<Option<sea_orm::DatabaseConnection>, RoleError> {
+    let mut wait = std::time::Duration::from_millis(500);
+    loop {
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            r = db::connect(&settings.database_url) => r,
+        };
+        match connected {
+            Ok(db) => return Ok(Some(db)),
+            Err(e @ PersistenceError::UnsupportedUrl) => return Err(e.into()),
+            Err(e) => {
+                crate::meter::database_error("connect");
+                tracing::warn!(error = %e, database = %db::describe_url(&settings.database_url), "database unavailable; the upserter waits for it (logins go on)");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(std::time::Duration::from_secs(10));
+    }
 }
 
 /// `wxlogin up`: all three roles in one process. The first role to fail stops the others.
@@ -193,8 +238,13 @@ pub async fn all_in_one(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), RoleError> {
-    // Migrate once before the roles open their pools.
-    db::migrate(&settings.database_url).await?;
+    // The database is the upserter's alone (it migrates, and waits while the database is away):
+    // logins never wait for it. The consumers take the settings first, as `migrate` would.
+    let pipeline = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        r = Pipeline::connect(settings, "up") => r?,
+    };
+    pipeline.topology.apply_consumers(&pipeline.handles).await?;
     let stop_all = |r: Result<(), RoleError>| {
         if r.is_err() {
             shutdown.cancel();
@@ -212,7 +262,8 @@ pub async fn all_in_one(
 }
 
 /// Binds the durable consumer `name` on `stream` (creating it if need be, through a NATS blip)
-/// and keeps its backlog gauge current; `None` if shut down meanwhile.
+/// and keeps its backlog gauge current; `None` if shut down meanwhile. Refuses one whose
+/// settings differ from `config`: `wxlogin migrate` applies them.
 async fn durable(
     stream: &jetstream::stream::Stream,
     name: String,
@@ -224,6 +275,13 @@ async fn durable(
     let Some(consumer) = retry_until_shutdown(&what, shutdown, make).await? else {
         return Ok(None);
     };
+    let drift = crate::contract::topology::consumer_drift(&config, &consumer.cached_info().config);
+    if !drift.is_empty() {
+        return Err(RoleError::Config(format!(
+            "the durable consumer {name} differs from the settings ({}): run `wxlogin migrate` to apply them",
+            drift.join("; ")
+        )));
+    }
     tokio::spawn(crate::meter::watch_consumer(
         consumer.clone(),
         name,

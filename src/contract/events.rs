@@ -11,6 +11,10 @@ use super::ids::{AppId, CodeKey, LoginId};
 
 pub const LOGIN_REQUESTED_V1: u32 = 1;
 pub const LOGIN_RESULT_V1: u32 = 1;
+pub const UNIONID_LEARNED_V1: u32 = 1;
+/// The `event` of a [`UnionidLearned`]. A [`LoginResult`] carries no `event` (the first format
+/// of the results stream); every later kind of event on it names itself.
+pub const UNIONID_LEARNED: &str = "unionid_learned";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -18,6 +22,27 @@ pub enum EventError {
     Malformed(String),
     #[error("event version {0} is not supported by this build")]
     UnsupportedVersion(u32),
+    #[error("event kind {0:?} is not known to this build")]
+    UnknownKind(String),
+}
+
+impl EventError {
+    /// Whether a newer build may read it: a reader parks such an event for after its upgrade.
+    pub fn is_from_a_newer_writer(&self) -> bool {
+        matches!(
+            self,
+            EventError::UnsupportedVersion(_) | EventError::UnknownKind(_)
+        )
+    }
+
+    /// Why a reader parks the event, in the words `wxlogin parked list` shows.
+    pub fn parking_reason(&self) -> String {
+        if self.is_from_a_newer_writer() {
+            format!("written by a newer wxlogin: {self}")
+        } else {
+            format!("unreadable: {self}")
+        }
+    }
 }
 
 /// Published by the ingress on `{prefix}.codes.{appid}`: one login code to exchange.
@@ -97,9 +122,51 @@ impl LoginResult {
     }
 }
 
+/// Published by the ingress on `{prefix}.results.{appid}.unionid.{login id}` when `/v1/decrypt`
+/// reads a unionId for a session that had none: the upserter sets it on the user's row,
+/// whichever of this and the login's own result it applies first (so a replay rebuilds it too).
+/// It carries the session's login and sealed key, so that it can make the row if the login's
+/// result has not been applied yet; a login's own key always wins over it (see
+/// [`crate::upsert::users`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UnionidLearned {
+    pub v: u32,
+    /// Always [`UNIONID_LEARNED`].
+    pub event: String,
+    /// The login whose session decrypted the data.
+    pub login_id: LoginId,
+    pub appid: AppId,
+    pub openid: String,
+    pub unionid: String,
+    /// That login's session_key, sealed as in its result (AAD: `appid:openid`).
+    pub session_key_sealed: String,
+    pub learned_at_ms: i64,
+}
+
+/// An event of the results stream, as the upserter and replays read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultEvent {
+    Login(LoginResult),
+    Unionid(UnionidLearned),
+}
+
+impl ResultEvent {
+    pub fn decode(bytes: &[u8]) -> Result<Self, EventError> {
+        let versioned: Versioned =
+            serde_json::from_slice(bytes).map_err(|e| EventError::Malformed(e.to_string()))?;
+        match versioned.event.as_deref() {
+            None => LoginResult::decode(bytes).map(ResultEvent::Login),
+            Some(UNIONID_LEARNED) => decode(bytes, UNIONID_LEARNED_V1).map(ResultEvent::Unionid),
+            Some(other) => Err(EventError::UnknownKind(other.to_owned())),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct Versioned {
     v: u32,
+    #[serde(default)]
+    event: Option<String>,
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], known: u32) -> Result<T, EventError> {
@@ -162,6 +229,38 @@ mod tests {
         r.v = 99;
         let err = LoginResult::decode(&encode(&r)).unwrap_err();
         assert!(matches!(err, EventError::UnsupportedVersion(99)));
+    }
+
+    #[test]
+    fn the_results_stream_tells_its_kinds_of_event_apart() {
+        let login = result();
+        assert_eq!(
+            ResultEvent::decode(&encode(&login)).unwrap(),
+            ResultEvent::Login(login)
+        );
+        let learned = UnionidLearned {
+            v: UNIONID_LEARNED_V1,
+            event: UNIONID_LEARNED.into(),
+            login_id: "l1".into(),
+            appid: "wx0123456789abcdef".into(),
+            openid: "o".into(),
+            unionid: "u".into(),
+            session_key_sealed: "s".into(),
+            learned_at_ms: 3,
+        };
+        assert_eq!(
+            ResultEvent::decode(&encode(&learned)).unwrap(),
+            ResultEvent::Unionid(learned)
+        );
+        let newer = ResultEvent::decode(br#"{"v":1,"event":"phone_learned"}"#).unwrap_err();
+        assert!(newer.is_from_a_newer_writer(), "{newer}");
+        let newer = ResultEvent::decode(br#"{"v":2,"event":"unionid_learned"}"#).unwrap_err();
+        assert!(newer.is_from_a_newer_writer(), "{newer}");
+        assert!(
+            !ResultEvent::decode(b"{}")
+                .unwrap_err()
+                .is_from_a_newer_writer()
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use async_nats::HeaderMap;
 
 use super::{
-    events::{LoginRequested, LoginResult},
+    events::{LoginRequested, LoginResult, UnionidLearned},
     ids::LoginId,
 };
 
@@ -21,6 +21,12 @@ pub const EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence
 pub const KV_OPERATION: &str = "KV-Operation";
 /// Set by the server on the marker it leaves when a KV entry ages out.
 pub const MARKER_REASON: &str = "Nats-Marker-Reason";
+/// On a parked copy: why the stage could not apply the event.
+pub const PARKED_REASON: &str = "Wxlogin-Parked-Reason";
+/// On a parked copy: the subject the event was read from.
+pub const PARKED_FROM: &str = "Wxlogin-Parked-From";
+/// On a parked copy: its stream sequence there.
+pub const PARKED_FROM_SEQ: &str = "Wxlogin-Parked-From-Seq";
 
 /// A code on `{P}.codes.{appid}`: de-duplicated by its key, naming the ingress that waits for
 /// it and the login.
@@ -38,6 +44,46 @@ pub fn for_result(result: &LoginResult) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(LOGIN_ID, result.login_id.as_str());
     headers.insert(EXPECTED_LAST_SUBJECT_SEQ, "0");
+    headers
+}
+
+/// A unionid learnt by a decrypt: several decrypts of one session within the stream's
+/// de-duplication window store one event.
+pub fn for_unionid(event: &UnionidLearned) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(LOGIN_ID, event.login_id.as_str());
+    headers.insert(MSG_ID, format!("unionid:{}", event.login_id).as_str());
+    headers
+}
+
+/// A parked copy: the original's headers (but for the conditions of its first publish), why,
+/// and where from. A message parked twice (redelivered before its ack) is stored once.
+pub fn for_parked(
+    original: Option<&HeaderMap>,
+    from_subject: &str,
+    from_seq: u64,
+    reason: &str,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, values) in original.into_iter().flat_map(|h| h.iter()) {
+        let name: &str = name.as_ref();
+        if [MSG_ID, EXPECTED_LAST_SUBJECT_SEQ, REPLY].contains(&name) {
+            continue;
+        }
+        for value in values {
+            headers.append(name, value.as_str());
+        }
+    }
+    // A header value is one line.
+    let reason: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(400)
+        .collect();
+    headers.insert(PARKED_REASON, reason.as_str());
+    headers.insert(PARKED_FROM, from_subject);
+    headers.insert(PARKED_FROM_SEQ, from_seq.to_string().as_str());
+    headers.insert(MSG_ID, format!("parked:{from_subject}:{from_seq}").as_str());
     headers
 }
 
@@ -66,7 +112,15 @@ mod tests {
     #[test]
     fn the_nats_readme_names_every_header_a_login_carries() {
         let readme = include_str!("../../nats/README.md");
-        for name in [REPLY, LOGIN_ID, MSG_ID, EXPECTED_LAST_SUBJECT_SEQ] {
+        for name in [
+            REPLY,
+            LOGIN_ID,
+            MSG_ID,
+            EXPECTED_LAST_SUBJECT_SEQ,
+            PARKED_REASON,
+            PARKED_FROM,
+            PARKED_FROM_SEQ,
+        ] {
             assert!(readme.contains(&format!("`{name}`")), "{name}");
         }
     }

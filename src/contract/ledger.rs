@@ -194,6 +194,37 @@ impl Ledger {
         ))
     }
 
+    /// Gives the claim `holder` took back, for a step that never sent its code upstream (a
+    /// worker shutting down): the code's redelivery claims it at once instead of waiting an ack
+    /// wait for it to go stale. Compare-and-set on our revision; if the entry moved (an intent
+    /// over our claim), released on top of it while still ours; someone else's stays.
+    pub async fn release(
+        &self,
+        code_key: &CodeKey,
+        holder: &str,
+        revision: u64,
+    ) -> Result<(), LedgerError> {
+        let mut revision = revision;
+        for _ in 0..3 {
+            match self
+                .kv
+                .delete_expect_revision(code_key, Some(revision))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            match self.claim_with_revision(code_key).await? {
+                Some((record, rev)) if record.holder.as_deref() == Some(holder) => revision = rev,
+                _ => return Ok(()),
+            }
+        }
+        Err(LedgerError::Unavailable(
+            "the claim kept changing under us".into(),
+        ))
+    }
+
     /// The first move of a takeover: marks the claim held at `revision` as wanted by `by`,
     /// leaving the rest as it was (first-format readers still see the holder's `at_ms`).
     /// `None` if the entry changed since. Follow with [`Ledger::take_over`] an ack wait later.

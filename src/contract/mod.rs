@@ -5,13 +5,15 @@
 //! - [`events`]: the versioned event types; [`headers`]: every header name and header map;
 //! - [`topology`]: stream, consumer, bucket and subject names under one prefix, created at start;
 //! - [`ledger`]: where a code stands (its claim and its one result), the at-most-once record;
-//! - [`leader`]: reads that decide a guarantee, answered by a stream's leader only.
+//! - [`leader`]: reads that decide a guarantee, answered by a stream's leader only;
+//! - [`parked`]: events a stage cannot apply, set aside with the reason (never dropped).
 
 pub mod events;
 pub mod headers;
 pub mod ids;
 pub mod leader;
 pub mod ledger;
+pub mod parked;
 pub mod topology;
 
 pub use ids::{AppId, CodeKey, LoginId};

@@ -23,6 +23,16 @@ pub(super) enum Slot {
     Expired,
     /// Another step took the claim over: it answers for the code now.
     Lost,
+    /// The worker drains and nothing of this code may have reached WeChat: give it back.
+    GiveBack,
+}
+
+/// Why a step ends without an answer.
+pub(super) enum Stopped {
+    /// Another step took the claim over.
+    Lost,
+    /// The worker drains: the claim goes back, the message to another worker.
+    GiveBack,
 }
 
 /// What one call's answer leaves the loop to do.

@@ -207,6 +207,24 @@ impl Exchanger {
             .max(Duration::from_millis(100))
     }
 
+    /// Gives the claim back (a step that never sent its code, stopping early): after this the
+    /// step must not call WeChat, as the keeper no longer renews for it.
+    pub(super) async fn release(&self, held: &Held) {
+        let _one = held.renewing.lock().await;
+        if held.lost.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let revision = *held.revision.lock().expect("not poisoned");
+        if let Err(e) = self
+            .ledger
+            .release(&held.code_key, &held.holder, revision)
+            .await
+        {
+            // The claim then goes stale after an ack wait, as if this worker had died.
+            tracing::warn!(error = %e, "cannot give the claim back");
+        }
+    }
+
     async fn renew(&self, held: &Held) -> Result<(), LedgerError> {
         let _one = held.renewing.lock().await;
         if held.lost.load(Ordering::Relaxed) {

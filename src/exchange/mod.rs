@@ -28,7 +28,7 @@ use crate::{
     settings::App,
     wechat::WechatClient,
 };
-use attempt::{Next, Slot};
+use attempt::{Next, Slot, Stopped};
 pub use budget::Budget;
 use claim::{Held, Start};
 pub use limiter::{AcquireError, AppLimiter};
@@ -63,6 +63,9 @@ pub enum Outcome {
     AnsweredFromLedger(LoginResult),
     /// Another worker is exchanging this code right now: look again later.
     InFlightElsewhere,
+    /// This worker is shutting down and never sent the code: its claim is given back, and the
+    /// message goes back for another worker at once.
+    GivenBack,
 }
 
 /// A login request as it came off the stream.
@@ -120,6 +123,8 @@ pub struct Exchanger {
     /// How long a takeover gives a claim's holder to renew it (the consumer's ack wait); a
     /// holder renews well within it (see `claim.rs`).
     pub stale_claim: Duration,
+    /// Cancelled when the worker drains: steps that have sent nothing give their codes back.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 /// What an exchange worker is made of; [`crate::app::Pipeline::exchanger`] fills it from the
@@ -175,6 +180,7 @@ impl Exchanger {
             backoff: Backoff::default(),
             clock,
             stale_claim,
+            draining: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -227,6 +233,9 @@ impl Exchanger {
     #[tracing::instrument(skip_all, fields(login_id = %incoming.request.login_id, appid = %incoming.request.appid))]
     pub async fn handle(&self, incoming: &Incoming) -> Result<Outcome, WorkerError> {
         let req = &incoming.request;
+        if self.draining.is_cancelled() {
+            return Ok(Outcome::GivenBack);
+        }
         let (held, took_over) = match self.start(req).await {
             Err(WorkerError::Unreadable(e)) => {
                 tracing::error!(error = %e, "the code's ledger entry cannot be read; the login fails");
@@ -251,9 +260,14 @@ impl Exchanger {
         };
         let step = async {
             let started = std::time::Instant::now();
-            let Some((outcome, calls)) = self.exchange(req, took_over, &held).await else {
+            let (outcome, calls) = match self.exchange(req, took_over, &held).await {
+                Ok(answer) => answer,
                 // Another step took the code over while we waited: it answers for it now.
-                return Outcome::InFlightElsewhere;
+                Err(Stopped::Lost) => return Outcome::InFlightElsewhere,
+                Err(Stopped::GiveBack) => {
+                    self.release(&held).await;
+                    return Outcome::GivenBack;
+                }
             };
             crate::meter::exchange_done(started);
             let result = self.record(req, self.result_for(req, outcome, calls)).await;
@@ -269,20 +283,21 @@ impl Exchanger {
     }
 
     /// Calls WeChat until the answer is final or the code is too old to send. `took_over`: a
-    /// step that stopped may already have sent this code upstream. Returns `None` if another
-    /// step took the claim over, in which case we must not call WeChat.
+    /// step that stopped may already have sent this code upstream. Stops if another step took
+    /// the claim over (we must not call WeChat then), or when the worker drains before anything
+    /// of the code may have reached WeChat (another worker can then exchange it at once).
     async fn exchange(
         &self,
         req: &LoginRequested,
         took_over: bool,
         held: &Held,
-    ) -> Option<(LoginOutcome, u32)> {
+    ) -> Result<(LoginOutcome, u32), Stopped> {
         let failure = |errcode, reason| LoginOutcome::Failure { errcode, reason };
         let (Some(secret), Some(limiter)) =
             (self.apps.get(&req.appid), self.limiters.get(&req.appid))
         else {
             tracing::error!("this worker has no secret for the app");
-            return Some((failure(40013, FailureReason::Misconfigured), 0));
+            return Ok((failure(40013, FailureReason::Misconfigured), 0));
         };
         let code = match self
             .keyring
@@ -291,31 +306,38 @@ impl Exchanger {
             Ok(code) => code,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the sealed code: master keys differ between ingress and worker?");
-                return Some((failure(-1, FailureReason::Misconfigured), 0));
+                return Ok((failure(-1, FailureReason::Misconfigured), 0));
             }
         };
         let deadline = req.received_at_ms + self.topology.code_ttl.as_millis() as i64;
         let expired = |calls| {
             tracing::warn!(calls, "code expired before WeChat gave a final answer");
-            Some((failure(-1, FailureReason::Expired), calls))
+            Ok((failure(-1, FailureReason::Expired), calls))
         };
         let mut calls = 0u32;
         let mut retries = 0u32;
         // Set once an attempt may have reached WeChat without an answer we could read.
         let mut ambiguous = took_over;
         loop {
-            match self.slot(limiter, deadline, held).await {
+            let slot = tokio::select! {
+                biased;
+                // Only while nothing of ours may have reached WeChat: otherwise we finish.
+                _ = self.draining.cancelled(), if !ambiguous => Slot::GiveBack,
+                slot = self.slot(limiter, deadline, held) => slot,
+            };
+            match slot {
                 Slot::Call => {}
                 Slot::Again => continue,
                 Slot::Expired => return expired(calls),
-                Slot::Lost => return None,
+                Slot::Lost => return Err(Stopped::Lost),
+                Slot::GiveBack => return Err(Stopped::GiveBack),
             }
             calls += 1;
             match self
                 .attempt(req, secret, &code, limiter, &mut ambiguous)
                 .await
             {
-                Next::Final(outcome) => return Some((outcome, calls)),
+                Next::Final(outcome) => return Ok((outcome, calls)),
                 Next::Paused => {}
                 Next::Retry => {
                     let wait = self.backoff.delay(retries);

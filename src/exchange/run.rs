@@ -10,13 +10,21 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::{Exchanger, Incoming, Outcome};
-use crate::contract::{events::LoginRequested, headers};
+use crate::contract::{
+    events::LoginRequested,
+    headers,
+    parked::{self, Stage},
+};
 
-/// Runs until `shutdown`, then finishes the exchanges it holds and returns.
+/// Runs until `shutdown`, then drains: every code not sent upstream yet goes back at once
+/// (claim released, message naked, so another worker takes it without waiting for an ack wait),
+/// and the calls in flight get up to `drain` to finish and record. Past that it returns anyway:
+/// what is left goes stale and is taken over, as if this worker had died.
 pub async fn run(
     exchanger: Arc<Exchanger>,
     consumer: PullConsumer,
     concurrency: usize,
+    drain: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -62,9 +70,23 @@ pub async fn run(
             });
         }
     }
-    // Drain: wait until every exchange we hold has finished and acked.
-    let _all = slots.acquire_many(concurrency as u32).await?;
-    tracing::info!("exchange worker drained");
+    exchanger.draining.cancel();
+    let held = concurrency - slots.available_permits();
+    tracing::info!(held, ?drain, "exchange worker draining");
+    match tokio::time::timeout(drain, slots.acquire_many(concurrency as u32)).await {
+        Ok(all) => {
+            drop(all?);
+            tracing::info!("exchange worker drained");
+        }
+        Err(_) => {
+            let left = concurrency - slots.available_permits();
+            tracing::warn!(
+                left,
+                ?drain,
+                "drain cut short: these codes go stale and another worker takes them over after an ack wait"
+            );
+        }
+    }
     Ok(())
 }
 
@@ -73,11 +95,21 @@ async fn process(exchanger: &Exchanger, msg: jetstream::Message) {
     let request = match LoginRequested::decode(&msg.payload) {
         Ok(r) => r,
         Err(e) => {
-            // Nothing can ever exchange this; keep it out of the queue for good. The header's
-            // login id (if any) makes it traceable.
+            // This build cannot exchange it (a newer ingress's format, or junk): set it aside
+            // with the reason, out of the queue, for `wxlogin parked retry` after an upgrade.
             let login_id = headers::login_id(msg.headers.as_ref());
-            tracing::error!(error = %e, subject = %msg.subject, ?login_id, "malformed login request terminated");
-            let _ = msg.ack_with(AckKind::Term).await;
+            let reason = format!("login request {}", e.parking_reason());
+            tracing::warn!(?login_id, "login request parked");
+            let t = &exchanger.topology;
+            let ack = match parked::park(&exchanger.js, t, Stage::Exchange, &msg, &reason).await {
+                Ok(()) => AckKind::Term,
+                Err(e) => {
+                    crate::meter::nats_error("park");
+                    tracing::warn!(error = %e, "cannot park the login request yet");
+                    AckKind::Nak(Some(Duration::from_secs(1)))
+                }
+            };
+            let _ = msg.ack_with(ack).await;
             return;
         }
     };
@@ -99,6 +131,8 @@ async fn process(exchanger: &Exchanger, msg: jetstream::Message) {
     let ack = match outcome {
         Ok(Outcome::Exchanged(_) | Outcome::AnsweredFromLedger(_)) => AckKind::Ack,
         Ok(Outcome::InFlightElsewhere) => AckKind::Nak(Some(Duration::from_millis(500))),
+        // At once: this worker is leaving, another one takes it.
+        Ok(Outcome::GivenBack) => AckKind::Nak(None),
         Err(e) => {
             tracing::warn!(error = %e, "login step will be retried");
             AckKind::Nak(Some(Duration::from_secs(1)))

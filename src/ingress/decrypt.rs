@@ -2,8 +2,10 @@
 //! `getPhoneNumber` with the session_key of the bearer token's login, and checks a `rawData`
 //! signature. The session_key is opened from the session record only for this request and
 //! never leaves the process; answers carry the decrypted data or an official errcode, never key
-//! material. A decrypted `unionId` is stored on the user when none is known yet, so logins from
-//! other apps of the same Open Platform account can be joined to it.
+//! material. A decrypted `unionId` the session did not know is published as an event on the
+//! results stream, which the upserter applies to the user row whether it comes before or after
+//! the login's own result (and replays rebuild), so logins from other apps of the same Open
+//! Platform account can be joined to it. The ingress itself never touches the database.
 
 use super::error_docs::{self, error_set};
 use std::sync::Arc;
@@ -15,7 +17,6 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
@@ -25,9 +26,12 @@ use super::{
     error::{self, ApiError},
 };
 use crate::{
+    contract::{
+        events::{self, UNIONID_LEARNED, UNIONID_LEARNED_V1, UnionidLearned},
+        headers,
+    },
     crypto::wxbiz::{self, WxBizError},
     sessions::SessionRecord,
-    upsert::users,
 };
 
 /// User-info payloads are well under 2 KB; room for long avatar URLs, not for abuse.
@@ -211,23 +215,48 @@ async fn decrypt(ingress: &Ingress, headers: &HeaderMap, body: Body) -> Result<R
     Ok(Json(data).into_response())
 }
 
-/// Records a newly learnt unionid on the user row (only where none is known: a unionid never
-/// changes, and a concurrent writer's value stands) and on this session. Failures are logged,
-/// not answered: the client asked for its data, and got it.
+/// Publishes a newly learnt unionid for the upserter, then records it on this session (so the
+/// session's next decrypts do not publish it again). A failure is logged, not answered — the
+/// client asked for its data, and got it — and leaves the session without it, so the next
+/// decrypt publishes again: nothing learnt is lost for good.
 async fn store_unionid(ingress: &Ingress, token: &str, record: &SessionRecord, unionid: &str) {
-    let updated = users::Entity::update_many()
-        .col_expr(users::Column::Unionid, Expr::value(unionid.to_owned()))
-        .col_expr(users::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
-        .filter(users::Column::Appid.eq(record.appid.as_str()))
-        .filter(users::Column::Openid.eq(record.openid.as_str()))
-        .filter(users::Column::Unionid.is_null())
-        .exec(&ingress.db)
-        .await;
-    match updated {
-        // 0 rows: already known, or the upserter has not written this login's row yet (the
-        // session below keeps it, and the next decrypt stores it).
-        Ok(r) => tracing::debug!(rows = r.rows_affected, "unionid stored on the user"),
-        Err(e) => tracing::warn!(error = %e, "cannot store the unionid on the user"),
+    let event = UnionidLearned {
+        v: UNIONID_LEARNED_V1,
+        event: UNIONID_LEARNED.into(),
+        login_id: record.login_id.clone(),
+        appid: record.appid.clone(),
+        openid: record.openid.clone(),
+        unionid: unionid.to_owned(),
+        session_key_sealed: record.session_key_sealed.clone(),
+        learned_at_ms: ingress.clock.now_ms(),
+    };
+    let subject = ingress
+        .topology
+        .unionid_subject(&record.appid, &record.login_id);
+    let published = async {
+        let ack = ingress
+            .js
+            .publish_with_headers(
+                subject,
+                headers::for_unionid(&event),
+                events::encode(&event),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        ack.await.map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(crate::settings::PUBLISH_TIMEOUT, published).await {
+        Ok(Ok(_)) => tracing::debug!("unionid published for the upserter"),
+        Ok(Err(e)) => {
+            crate::meter::nats_error("publish_unionid");
+            tracing::warn!(error = %e, "cannot publish the unionid; the next decrypt will");
+            return;
+        }
+        Err(_) => {
+            crate::meter::nats_error("publish_unionid");
+            tracing::warn!("publishing the unionid timed out; the next decrypt will");
+            return;
+        }
     }
     if let Err(e) = ingress.sessions.set_unionid(token, unionid).await {
         tracing::warn!(error = %e, "cannot store the unionid on the session");

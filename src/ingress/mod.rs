@@ -22,7 +22,6 @@ use async_nats::jetstream;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use dashmap::DashMap;
 use futures::StreamExt;
-use sea_orm::DatabaseConnection;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi as _;
@@ -65,7 +64,8 @@ pub struct Ingress {
     pub keyring: Arc<Keyring>,
     pub sessions: SessionStore,
     pub ledger: Ledger,
-    pub db: DatabaseConnection,
+    /// Only reported by `/readyz`: no answer of the ingress depends on the database.
+    pub database: Option<crate::upsert::db::Probe>,
     pub login_wait: Duration,
     pub clock: Clock,
     pub max_body_bytes: usize,
@@ -86,7 +86,8 @@ pub struct IngressParts {
     pub keyring: Arc<Keyring>,
     pub sessions: SessionStore,
     pub ledger: Ledger,
-    pub db: DatabaseConnection,
+    /// What `/readyz` reports as the database (`None`: not known).
+    pub database: Option<crate::upsert::db::Probe>,
     /// How long a login waits for its worker before answering 202 with a ticket.
     pub login_wait: Duration,
     pub limits: guard::Limits,
@@ -104,7 +105,7 @@ impl Ingress {
             keyring,
             sessions,
             ledger,
-            db,
+            database,
             login_wait,
             limits,
             clock,
@@ -119,7 +120,7 @@ impl Ingress {
             keyring,
             sessions,
             ledger,
-            db,
+            database,
             login_wait,
             clock,
             max_body_bytes: limits.max_body_bytes,
@@ -228,19 +229,21 @@ async fn healthz() -> &'static str {
 struct Readiness {
     /// `ok` or `unavailable`.
     nats: &'static str,
-    /// `ok` or `unavailable`.
+    /// `ok`, `unavailable` or `unknown`. Reported, never gating: logins go on without the
+    /// database (the upserter catches up when it returns).
     database: &'static str,
 }
 
-/// Readiness: 200 when NATS and the database answer, else 503.
+/// Readiness: 200 when NATS answers (logins need nothing else), else 503; the body also
+/// reports the database.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     operation_id = "readyz",
     responses(
-        (status = 200, description = "Ready.", body = Readiness, example = json!({"nats": "ok", "database": "ok"})),
-        (status = 503, description = "NATS or the database does not answer.", body = Readiness, example = json!({"nats": "ok", "database": "unavailable"})),
+        (status = 200, description = "Ready: NATS answers (the database may not).", body = Readiness, example = json!({"nats": "ok", "database": "unavailable"})),
+        (status = 503, description = "NATS does not answer.", body = Readiness, example = json!({"nats": "unavailable", "database": "ok"})),
     ),
 )]
 async fn readyz(State(ingress): State<Arc<Ingress>>) -> impl IntoResponse {
@@ -248,20 +251,21 @@ async fn readyz(State(ingress): State<Arc<Ingress>>) -> impl IntoResponse {
         ingress.nats.connection_state(),
         async_nats::connection::State::Connected
     );
-    let db_ok = tokio::time::timeout(Duration::from_secs(2), crate::upsert::db::ping(&ingress.db))
-        .await
-        .is_ok_and(|r| r.is_ok());
-    let status = if nats_ok && db_ok {
+    let database = match &ingress.database {
+        None => "unknown",
+        Some(probe) if probe.answers(Duration::from_secs(2)).await => "ok",
+        Some(_) => "unavailable",
+    };
+    let status = if nats_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let word = |ok| if ok { "ok" } else { "unavailable" };
     (
         status,
         Json(Readiness {
-            nats: word(nats_ok),
-            database: word(db_ok),
+            nats: if nats_ok { "ok" } else { "unavailable" },
+            database,
         }),
     )
 }

@@ -103,6 +103,8 @@ pub struct Settings {
     /// How long the results stream keeps a result (0: forever). Replays reach back this far.
     pub results_max_age_secs: u64,
     pub worker_concurrency: usize,
+    /// On shutdown: how long calls already sent may take to finish and record.
+    pub worker_drain_secs: u64,
     pub upsert_batch: usize,
     pub max_body_bytes: usize,
     pub body_timeout_ms: u64,
@@ -216,6 +218,10 @@ impl Settings {
 
     pub fn code_ttl(&self) -> Duration {
         Duration::from_secs(self.code_ttl_secs)
+    }
+
+    pub fn worker_drain(&self) -> Duration {
+        Duration::from_secs(self.worker_drain_secs)
     }
 
     pub fn login_wait(&self) -> Duration {

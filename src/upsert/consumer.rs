@@ -1,6 +1,8 @@
-//! The user-upsert consumer: reads result events from the retained results stream in batches
-//! and applies the successful logins to `wx_users` in one transaction per batch; acks only after
-//! the commit, so a database outage leaves the events in JetStream until it recovers.
+//! The user-upsert consumer: reads events from the retained results stream in batches and
+//! applies them to the user tables ([`super::apply`]), acking only after the commit, so a
+//! database outage leaves the events in JetStream until it recovers. What it cannot apply is
+//! parked ([`crate::contract::parked`]) — an event of a newer writer, one that does not parse,
+//! one the database refuses — and the events behind it go on.
 
 use std::time::Duration;
 
@@ -12,12 +14,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     contract::{
-        events::{LoginOutcome, LoginResult},
+        events::{LoginOutcome, LoginResult, ResultEvent},
         headers,
+        parked::{self, Stage},
+        topology::Topology,
     },
     upsert::{
-        db,
-        users::{self, UserLogin},
+        apply, db,
+        users::{Change, UnionidUpdate, UserLogin},
     },
 };
 
@@ -29,18 +33,26 @@ pub enum UpsertError {
     Db(#[from] db::PersistenceError),
 }
 
-/// What a batch of result messages turns into.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Decoded {
-    pub logins: Vec<UserLogin>,
-    pub failures: usize,
-    pub malformed: usize,
+/// What one event on the results stream asks of the upserter.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    Apply(Change),
+    /// A failed login: an event, but no row.
+    Nothing,
+    /// This build cannot apply it: why.
+    Park(String),
 }
 
-/// Decodes one result event at stream sequence `seq` into `into`.
-pub fn decode_into(into: &mut Decoded, seq: u64, payload: &[u8]) {
-    match LoginResult::decode(payload) {
-        Ok(LoginResult {
+fn at(ms: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(chrono::DateTime::UNIX_EPOCH)
+}
+
+/// Reads the event at stream sequence `seq`.
+pub fn read(seq: u64, payload: &[u8]) -> Read {
+    let change = match ResultEvent::decode(payload) {
+        Ok(ResultEvent::Login(LoginResult {
             login_id,
             appid,
             finished_at_ms,
@@ -51,37 +63,51 @@ pub fn decode_into(into: &mut Decoded, seq: u64, payload: &[u8]) {
                     session_key_sealed,
                 },
             ..
-        }) => into.logins.push(UserLogin {
+        })) => Change::Login(UserLogin {
             seq,
             login_id: login_id.into(),
             appid: appid.into(),
             openid,
             unionid,
             session_key_sealed,
-            at: Utc
-                .timestamp_millis_opt(finished_at_ms)
-                .single()
-                .unwrap_or_else(Utc::now),
+            at: at(finished_at_ms),
         }),
-        Ok(_) => into.failures += 1,
-        Err(e) => {
-            tracing::error!(seq, error = %e, "result event cannot be applied; it stays in the stream for inspection");
-            into.malformed += 1;
-        }
+        Ok(ResultEvent::Login(_)) => return Read::Nothing,
+        Ok(ResultEvent::Unionid(u)) => Change::Unionid(UnionidUpdate {
+            seq,
+            login_id: u.login_id.into(),
+            appid: u.appid.into(),
+            openid: u.openid,
+            unionid: u.unionid,
+            session_key_sealed: u.session_key_sealed,
+            at: at(u.learned_at_ms),
+        }),
+        Err(e) => return Read::Park(e.parking_reason()),
+    };
+    match change.invalid() {
+        Some(why) => Read::Park(format!("cannot be stored: {why}")),
+        None => Read::Apply(change),
     }
+}
+
+/// What the upserter works with.
+pub struct Upserter {
+    pub db: DatabaseConnection,
+    pub js: jetstream::Context,
+    pub topology: Topology,
+    pub batch_size: usize,
 }
 
 /// Runs until `shutdown`, finishing the batch in hand.
 pub async fn run(
-    db: DatabaseConnection,
+    upserter: Upserter,
     consumer: PullConsumer,
-    batch_size: usize,
     shutdown: CancellationToken,
 ) -> Result<(), UpsertError> {
     while !shutdown.is_cancelled() {
         let mut batch = match consumer
             .batch()
-            .max_messages(batch_size)
+            .max_messages(upserter.batch_size)
             .expires(Duration::from_millis(250))
             .messages()
             .await
@@ -96,50 +122,84 @@ pub async fn run(
                 }
             }
         };
-        let mut messages = Vec::with_capacity(batch_size);
+        let mut messages = Vec::with_capacity(upserter.batch_size);
         while let Some(Ok(msg)) = batch.next().await {
             messages.push(msg);
         }
         if messages.is_empty() {
             continue;
         }
-        apply_batch(&db, &messages).await;
+        if !upserter.apply_batch(&messages).await {
+            // The database is away: give it a moment rather than spin on redeliveries.
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
     tracing::info!("upserter drained");
     Ok(())
 }
 
-#[tracing::instrument(skip_all, fields(messages = messages.len()))]
-async fn apply_batch(db: &DatabaseConnection, messages: &[jetstream::Message]) {
-    crate::meter::upsert_batch(messages.len());
-    let mut decoded = Decoded::default();
-    for msg in messages {
-        let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-        decode_into(&mut decoded, seq, &msg.payload);
-    }
-    let ack = match users::upsert_logins(db, &decoded.logins).await {
-        Ok(_) => AckKind::Ack,
-        Err(e) => {
-            crate::meter::database_error("upsert");
-            tracing::error!(error = %e, "upsert failed; the batch stays in JetStream and is retried");
-            AckKind::Nak(Some(Duration::from_secs(1)))
-        }
-    };
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        for msg in messages {
-            let login_id = headers::login_id(msg.headers.as_ref());
+impl Upserter {
+    /// Applies one batch and settles each message: acked once applied (or parked), naked when
+    /// the database could not be reached. `false` if it could not.
+    #[tracing::instrument(skip_all, fields(messages = messages.len()))]
+    pub async fn apply_batch(&self, messages: &[jetstream::Message]) -> bool {
+        crate::meter::upsert_batch(messages.len());
+        let mut acks = vec![AckKind::Ack; messages.len()];
+        let (mut changes, mut owners, mut to_park) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, msg) in messages.iter().enumerate() {
             let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
-            tracing::debug!(login_id, seq, ?ack, "result event applied");
+            match read(seq, &msg.payload) {
+                Read::Apply(change) => {
+                    changes.push(change);
+                    owners.push(i);
+                }
+                Read::Nothing => {}
+                Read::Park(reason) => to_park.push((i, reason)),
+            }
         }
-    }
-    // Malformed events are acked too: they can never apply, and the stream keeps them.
-    let acks = messages.iter().map(|m| m.ack_with(ack));
-    for r in futures::future::join_all(acks).await {
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "ack failed; the event will be redelivered (harmless)");
+        let reached = match apply::apply_isolating(&self.db, &changes).await {
+            Ok((_, refused)) => {
+                let refused = refused
+                    .into_iter()
+                    .map(|(c, reason)| (owners[c], format!("the database refused it: {reason}")));
+                to_park.extend(refused);
+                true
+            }
+            Err(e) => {
+                crate::meter::database_error("upsert");
+                tracing::error!(error = %e, "upsert failed; the batch stays in JetStream and is retried");
+                for &i in &owners {
+                    acks[i] = AckKind::Nak(Some(Duration::from_secs(1)));
+                }
+                false
+            }
+        };
+        for (i, reason) in to_park {
+            let msg = &messages[i];
+            if let Err(e) =
+                parked::park(&self.js, &self.topology, Stage::Upsert, msg, &reason).await
+            {
+                crate::meter::nats_error("park");
+                tracing::warn!(error = %e, "cannot park the event yet; it will be redelivered");
+                acks[i] = AckKind::Nak(Some(Duration::from_secs(1)));
+            }
         }
-    }
-    if matches!(ack, AckKind::Nak(_)) {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let settle = messages.iter().zip(&acks).map(|(msg, &ack)| async move {
+            tracing::debug!(
+                login_id = headers::login_id(msg.headers.as_ref()),
+                ?ack,
+                "result event applied"
+            );
+            msg.ack_with(ack).await
+        });
+        for r in futures::future::join_all(settle).await {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "ack failed; the event will be redelivered (harmless)");
+            }
+        }
+        reached
     }
 }

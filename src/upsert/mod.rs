@@ -1,13 +1,15 @@
-//! Stage 3, the user upsert: result events from `{P}_RESULTS` into `wx_users`.
-//! - [`consumer`]: the durable consumer, batched, one transaction per batch, ack after commit;
+//! Stage 3, the user upsert: result events from `{P}_RESULTS` into `wx_users` / `wx_logins`.
+//! - [`consumer`]: the durable consumer, batched, ack after commit, parking what it cannot apply;
 //! - [`replay`]: the same upsert from the stream's history (`wxlogin replay`);
-//! - [`db`]: the connection (SQLite in WAL mode, or PostgreSQL) and migrations;
-//! - [`users`]: the `wx_users` entity and the batched upsert both share.
+//! - [`apply`]: the batched, order-free upsert both share, isolating what the database refuses;
+//! - [`users`]: the tables, the changes events ask of them, and what "newest" means;
+//! - [`db`]: the connection (SQLite in WAL mode, or PostgreSQL) and migrations.
 
+pub mod apply;
 pub mod consumer;
 pub mod db;
 pub mod replay;
 pub mod users;
 
-pub use consumer::{Decoded, UpsertError, decode_into, run};
+pub use consumer::{Read, UpsertError, Upserter, read, run};
 pub use replay::{ReplayFrom, ReplayStats, replay};

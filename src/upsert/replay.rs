@@ -14,13 +14,10 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     contract::topology::Topology,
-    upsert::{
-        db,
-        users::{self},
-    },
+    upsert::{apply, db, users::Change},
 };
 
-use super::consumer::{Decoded, UpsertError, decode_into};
+use super::consumer::{Read, UpsertError, read};
 
 /// Where a replay starts.
 #[derive(Debug, Clone, Copy)]
@@ -33,8 +30,12 @@ pub enum ReplayFrom {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayStats {
     pub events: u64,
+    /// Successful logins read (counted in the table once each, whether new or not).
     pub logins: u64,
+    /// Unionids learnt by decrypts.
+    pub unionids: u64,
     pub failures: u64,
+    /// Events this build cannot apply (the live upserter parks them: `wxlogin parked list`).
     pub malformed: u64,
     pub last_seq: u64,
 }
@@ -83,7 +84,7 @@ pub async fn replay(
         .await
         .map_err(|e| nats(&e))?;
     let mut messages = consumer.messages().await.map_err(|e| nats(&e))?;
-    let mut decoded = Decoded::default();
+    let mut changes = Vec::new();
     loop {
         let next = tokio::time::timeout(Duration::from_secs(2), messages.next()).await;
         let msg = match next {
@@ -95,31 +96,49 @@ pub async fn replay(
         let seq = msg.info().map_err(|e| nats(&e))?.stream_sequence;
         stats.events += 1;
         stats.last_seq = seq;
-        decode_into(&mut decoded, seq, &msg.payload);
-        if decoded.logins.len() >= batch_size || seq >= last {
-            flush(db, &mut decoded, &mut stats).await?;
+        match read(seq, &msg.payload) {
+            Read::Apply(change) => changes.push(change),
+            Read::Nothing => stats.failures += 1,
+            Read::Park(reason) => {
+                tracing::warn!(seq, reason, "event not applied");
+                stats.malformed += 1;
+            }
+        }
+        if changes.len() >= batch_size || seq >= last {
+            flush(db, &mut changes, &mut stats).await?;
             progress(&stats, last);
         }
         if seq >= last {
             break;
         }
     }
-    flush(db, &mut decoded, &mut stats).await?;
+    flush(db, &mut changes, &mut stats).await?;
     progress(&stats, last);
     Ok(stats)
 }
 
 async fn flush(
     db: &DatabaseConnection,
-    decoded: &mut Decoded,
+    changes: &mut Vec<Change>,
     stats: &mut ReplayStats,
 ) -> Result<(), UpsertError> {
-    users::upsert_logins(db, &decoded.logins)
+    let (_, refused) = apply::apply_isolating(db, changes)
         .await
         .map_err(db::PersistenceError::from)?;
-    stats.logins += decoded.logins.len() as u64;
-    stats.failures += decoded.failures as u64;
-    stats.malformed += decoded.malformed as u64;
-    *decoded = Decoded::default();
+    for (i, reason) in &refused {
+        tracing::warn!(
+            seq = changes[*i].seq(),
+            reason,
+            "the database refused an event"
+        );
+    }
+    stats.malformed += refused.len() as u64;
+    for (i, change) in changes.drain(..).enumerate() {
+        match change {
+            _ if refused.iter().any(|(r, _)| *r == i) => {}
+            Change::Login(_) => stats.logins += 1,
+            Change::Unionid(_) => stats.unionids += 1,
+        }
+    }
     Ok(())
 }

@@ -1,19 +1,22 @@
-//! The `wx_users` entity and its batched, idempotent upsert.
+//! What the upserter writes: the `wx_users` rows (one per appid and openid) and `wx_logins`
+//! (every applied login, by its id), and the changes result events ask of them.
 //!
-//! Each login is applied only if its result-stream sequence is newer than the row's
-//! `last_event_seq`. So a redelivered or replayed event never counts a login twice, and an older
-//! event never overwrites a newer session_key. A batch is written in "rounds" so that no single
-//! statement touches one row twice (PostgreSQL forbids that in `ON CONFLICT DO UPDATE`).
-
-use std::collections::HashMap;
+//! Every column of a row is a merge of the events applied to it that does not depend on their
+//! order, their number of deliveries, or the stream (and sequence) they came from:
+//! - `login_count`: the number of distinct logins (`wx_logins` holds their ids);
+//! - the session_key: the one of the **newest** login, meaning the one whose exchange with
+//!   WeChat ended last (`finished_at_ms`, the worker's clock when WeChat answered; ties broken by
+//!   the login id); `key_at_ms` and `last_login_id` say which it is;
+//! - `unionid`: the first one known, from a login's answer or a decrypt ([`UnionidUpdate`]);
+//! - `created_at` / `updated_at`: the earliest and latest event time.
+//!
+//! `last_event_seq` is kept for upserters of the first format only (the highest stream
+//! sequence applied); nothing here decides by it.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    TransactionTrait,
-    entity::prelude::*,
-    sea_query::{Expr, OnConflict},
-};
+
+pub use self::logins::Entity as Logins;
+use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "wx_users")]
@@ -29,6 +32,8 @@ pub struct Model {
     pub last_login_id: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the exchange of the kept session_key's login ended (0: a row only a decrypt made).
+    pub key_at_ms: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -36,73 +41,125 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
+/// `wx_logins`: each applied login once, by its id.
+pub mod logins {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "wx_logins")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub login_id: String,
+        pub appid: String,
+        pub openid: String,
+        pub finished_at: DateTimeUtc,
+        /// Where it was read from (informational: a re-imported stream numbers anew).
+        pub stream_seq: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 /// One successful login, as the upserter takes it from the result stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserLogin {
+    /// Where the event was read (informational).
     pub seq: u64,
     pub login_id: String,
     pub appid: String,
     pub openid: String,
     pub unionid: Option<String>,
     pub session_key_sealed: String,
+    /// When its exchange ended: what "newest" goes by.
     pub at: DateTime<Utc>,
 }
 
-/// Applies a batch of logins in one transaction; returns how many statements ran.
-#[tracing::instrument(skip_all, fields(logins = logins.len()))]
-pub async fn upsert_logins(db: &DatabaseConnection, logins: &[UserLogin]) -> Result<usize, DbErr> {
-    if logins.is_empty() {
-        return Ok(0);
+/// A unionid a decrypt learned for the user of `login_id`'s session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnionidUpdate {
+    pub seq: u64,
+    pub login_id: String,
+    pub appid: String,
+    pub openid: String,
+    pub unionid: String,
+    pub session_key_sealed: String,
+    pub at: DateTime<Utc>,
+}
+
+/// What one result event asks of the tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Login(UserLogin),
+    Unionid(UnionidUpdate),
+}
+
+/// Column widths (PostgreSQL enforces them; SQLite would not, so they are checked here, for
+/// both databases alike).
+const MAX_APPID: usize = 32;
+const MAX_ID: usize = 64;
+
+impl Change {
+    /// Why the tables cannot take this change as it is, if they cannot: such an event is parked
+    /// (a database refusing it would fail its whole batch).
+    pub fn invalid(&self) -> Option<String> {
+        let (login_id, appid, openid, unionid) = match self {
+            Change::Login(l) => (&l.login_id, &l.appid, &l.openid, l.unionid.as_deref()),
+            Change::Unionid(u) => (&u.login_id, &u.appid, &u.openid, Some(u.unionid.as_str())),
+        };
+        let fields = [
+            ("login_id", login_id.as_str(), MAX_ID),
+            ("appid", appid.as_str(), MAX_APPID),
+            ("openid", openid.as_str(), MAX_ID),
+            ("unionid", unionid.unwrap_or("-"), MAX_ID),
+        ];
+        fields.into_iter().find_map(|(name, value, max)| {
+            if value.is_empty() {
+                Some(format!("{name} is empty"))
+            } else if value.chars().count() > max {
+                Some(format!("{name} is longer than {max} characters"))
+            } else if value.chars().any(char::is_control) {
+                Some(format!("{name} holds a control character"))
+            } else {
+                None
+            }
+        })
     }
-    let mut ordered: Vec<&UserLogin> = logins.iter().collect();
-    ordered.sort_by_key(|l| l.seq);
-    // Round k holds the k-th login of every user in this batch, in sequence order.
-    let mut rounds: Vec<Vec<&UserLogin>> = Vec::new();
-    let mut seen: HashMap<(&str, &str), usize> = HashMap::new();
-    for login in ordered {
-        let n = seen.entry((&login.appid, &login.openid)).or_insert(0);
-        if rounds.len() <= *n {
-            rounds.push(Vec::new());
+
+    /// Where it was read.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Change::Login(l) => l.seq,
+            Change::Unionid(u) => u.seq,
         }
-        rounds[*n].push(login);
-        *n += 1;
     }
-    let txn = db.begin().await?;
-    for round in &rounds {
-        let models = round.iter().map(|l| ActiveModel {
-            id: NotSet,
-            appid: Set(l.appid.clone()),
-            openid: Set(l.openid.clone()),
-            unionid: Set(l.unionid.clone()),
-            session_key_sealed: Set(l.session_key_sealed.clone()),
-            login_count: Set(1),
-            last_event_seq: Set(l.seq as i64),
-            last_login_id: Set(l.login_id.clone()),
-            created_at: Set(l.at),
-            updated_at: Set(l.at),
-        });
-        let on_conflict = OnConflict::columns([Column::Appid, Column::Openid])
-            .update_columns([
-                Column::SessionKeySealed,
-                Column::LastEventSeq,
-                Column::LastLoginId,
-                Column::UpdatedAt,
-            ])
-            .value(Column::LoginCount, Expr::cust("wx_users.login_count + 1"))
-            // A unionid, once known, is never erased by an answer without one.
-            .value(
-                Column::Unionid,
-                Expr::cust("COALESCE(excluded.unionid, wx_users.unionid)"),
-            )
-            .action_and_where(Expr::cust(
-                "excluded.last_event_seq > wx_users.last_event_seq",
-            ))
-            .to_owned();
-        Entity::insert_many(models)
-            .on_conflict(on_conflict)
-            .exec_without_returning(&txn)
-            .await?;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(openid: &str) -> Change {
+        Change::Login(UserLogin {
+            seq: 1,
+            login_id: "l".into(),
+            appid: "wx0123456789abcdef".into(),
+            openid: openid.into(),
+            unionid: None,
+            session_key_sealed: "k".into(),
+            at: Utc::now(),
+        })
     }
-    txn.commit().await?;
-    Ok(rounds.len())
+
+    #[test]
+    fn what_a_column_cannot_hold_is_named() {
+        assert_eq!(login("o-1").invalid(), None);
+        assert_eq!(login(&"o".repeat(64)).invalid(), None);
+        let long = login(&"o".repeat(65)).invalid().unwrap();
+        assert!(long.contains("openid is longer than 64"), "{long}");
+        let nul = login("o\u{0}1").invalid().unwrap();
+        assert!(nul.contains("control character"), "{nul}");
+    }
 }

@@ -2,7 +2,9 @@
 //! against a test's own nats-server, simulator and SQLite database, with faults injected while
 //! logins are running. Each test prints its figures. Accepted logins are never lost.
 
+mod database;
 mod outages;
+mod shutdown;
 
 use std::{sync::Arc, time::Duration};
 

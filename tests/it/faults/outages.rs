@@ -95,7 +95,15 @@ async fn nats_down_for_five_ack_waits_mid_load_loses_nothing_and_calls_wechat_on
         })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    // While NATS is away the ingress says so at once.
+    // Once the ingress knows NATS is away (its client notices a dead connection within a moment;
+    // longer on a loaded machine), it says so at once.
+    for _ in 0..50 {
+        let ready = fleet.http.get(format!("{}/readyz", fleet.api)).send().await;
+        if ready.is_ok_and(|r| r.status() == 503) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let asked = std::time::Instant::now();
     let r = fleet
         .post_login("0123456789abcdefABCDEF0123456789")

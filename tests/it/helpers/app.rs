@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
-use wxlogin::{contract::topology::Topology, upsert::users};
+use wxlogin::{
+    contract::{parked, topology::Topology},
+    upsert::users,
+};
 use wxlogin_bench::{Answer, MiniProgram};
 use wxlogin_sim as sim;
 
@@ -167,6 +170,44 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the user table never reached {n} logins");
+    }
+
+    /// Waits until the user table satisfies `done` (the upserter is asynchronous).
+    pub async fn wait_for_users(
+        &self,
+        what: &str,
+        done: impl Fn(&[users::Model]) -> bool,
+    ) -> Vec<users::Model> {
+        for _ in 0..300 {
+            let users = self.users().await;
+            if done(&users) {
+                return users;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "the user table never came to {what}: {:?}",
+            self.users().await
+        );
+    }
+
+    /// A JetStream context on this app's nats-server.
+    pub async fn js(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::connect(self.nats.url()).await.unwrap();
+        async_nats::jetstream::new(client)
+    }
+
+    /// The events parked so far, once there are at least `n` (stages park asynchronously).
+    pub async fn wait_for_parked(&self, n: usize) -> Vec<parked::Parked> {
+        let js = self.js().await;
+        for _ in 0..200 {
+            let all = parked::list(&js, &self.topology()).await.unwrap();
+            if all.len() >= n {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {n} events were ever parked");
     }
 
     /// Stops the roles (they drain), then drops a Postgres test database.

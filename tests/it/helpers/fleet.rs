@@ -127,8 +127,13 @@ impl Fleet {
     }
 
     pub fn add_worker(&mut self, i: usize) {
-        self.workers
-            .push(spawn_role(&self.env, self.dir.path(), "worker", i));
+        let worker = self.spawn_worker(i);
+        self.workers.push(worker);
+    }
+
+    /// Another worker process `i`, the caller's to hold (and to stop).
+    pub fn spawn_worker(&self, i: usize) -> Child {
+        spawn_role(&self.env, self.dir.path(), "worker", i)
     }
 
     async fn wait_ready(&self) {

@@ -26,11 +26,18 @@ pub struct Up {
 impl Up {
     /// Starts it with `quota` as the app's quota and waits until it is ready.
     pub async fn start(quota: &str) -> Up {
+        Up::start_with_database(quota, None).await
+    }
+
+    /// The same on `database` (default: a SQLite file of its own). Ready means the ingress
+    /// answers, whatever the database does.
+    pub async fn start_with_database(quota: &str, database: Option<String>) -> Up {
         let dir = tempfile::tempdir().unwrap();
         let nats = NatsServer::start_temporary().await.unwrap();
         let sim = wxlogin_sim::spawn(test_sim_config()).await.unwrap();
         let api = format!("127.0.0.1:{}", free_port());
-        let db = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+        let db = database
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display()));
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxlogin"))
             .arg("up")
             .current_dir(dir.path())

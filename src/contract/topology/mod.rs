@@ -44,6 +44,7 @@ pub struct Topology {
 pub struct Handles {
     pub codes: stream::Stream,
     pub results: stream::Stream,
+    pub parked: stream::Stream,
     pub ledger: kv::Store,
     pub sessions: kv::Store,
     pub quota: kv::Store,
@@ -68,6 +69,18 @@ impl Topology {
     }
     pub fn results_stream(&self) -> String {
         format!("{}_RESULTS", self.prefix)
+    }
+    pub fn parked_stream(&self) -> String {
+        format!("{}_PARKED", self.prefix)
+    }
+    /// Where a stage parks what it cannot apply (see [`crate::contract::parked`]).
+    pub fn parked_subject(&self, stage: super::parked::Stage) -> String {
+        format!("{}.parked.{}", self.prefix, stage.as_str())
+    }
+    /// A unionid a decrypt learnt, `{prefix}.results.{appid}.unionid.{login id}`: on the results
+    /// stream (so the upserter applies it and replays rebuild it), never on a code's subject.
+    pub fn unionid_subject(&self, appid: &AppId, login_id: &super::LoginId) -> String {
+        format!("{}.results.{appid}.unionid.{login_id}", self.prefix)
     }
     pub fn code_subject(&self, appid: &AppId) -> String {
         format!("{}.codes.{appid}", self.prefix)
@@ -144,6 +157,22 @@ impl Topology {
         }
     }
 
+    pub fn parked_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.parked_stream(),
+            description: Some(
+                "wxlogin: events a stage could not apply, with the reason, until retried".into(),
+            ),
+            subjects: vec![format!("{}.parked.>", self.prefix)],
+            retention: RetentionPolicy::Limits,
+            storage: StorageType::File,
+            num_replicas: self.replicas,
+            // No age limit: a parked event is kept until `wxlogin parked retry` applies it.
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        }
+    }
+
     pub fn exchange_consumer_config(&self) -> pull::Config {
         pull::Config {
             durable_name: Some(self.exchange_consumer()),
@@ -169,6 +198,39 @@ impl Topology {
         }
     }
 
+    /// The durable consumers and the streams they read.
+    fn consumers(&self, handles: &Handles) -> [(stream::Stream, pull::Config); 2] {
+        [
+            (handles.codes.clone(), self.exchange_consumer_config()),
+            (handles.results.clone(), self.upsert_consumer_config()),
+        ]
+    }
+
+    /// Creates the durable consumers, or updates them to what the settings say (`wxlogin
+    /// migrate` and `wxlogin up`): a changed ack wait reaches the server, not only the workers.
+    pub async fn apply_consumers(&self, handles: &Handles) -> Result<(), TopologyError> {
+        for (stream, config) in self.consumers(handles) {
+            let name = config.durable_name.clone().unwrap_or_default();
+            let err = |e: Box<dyn std::error::Error + Send + Sync>| TopologyError::Create {
+                what: format!("the consumer {name}"),
+                source: e,
+            };
+            let exists = stream.consumer_info(&name).await.is_ok();
+            if exists {
+                stream
+                    .update_consumer::<pull::Config>(config)
+                    .await
+                    .map_err(|e| err(Box::new(e)))?;
+            } else {
+                stream
+                    .create_consumer::<pull::Config>(config)
+                    .await
+                    .map_err(|e| err(Box::new(e)))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Creates or updates the streams and buckets; consumers are made by their roles.
     #[tracing::instrument(skip(self, js), fields(prefix = %self.prefix))]
     pub async fn ensure(&self, js: &jetstream::Context) -> Result<Handles, TopologyError> {
@@ -184,6 +246,9 @@ impl Topology {
         let results = create_stream(js, self.results_config())
             .await
             .map_err(err(self.results_stream()))?;
+        let parked = create_stream(js, self.parked_config())
+            .await
+            .map_err(err(self.parked_stream()))?;
         let ledger = js
             .create_or_update_key_value(kv::Config {
                 bucket: self.ledger_bucket(),
@@ -222,11 +287,47 @@ impl Topology {
         Ok(Handles {
             codes,
             results,
+            parked,
             ledger,
             sessions,
             quota,
         })
     }
+}
+
+/// How an existing durable consumer differs from what the settings ask of it, field by field
+/// (empty: it is as asked). A role refuses to start on a difference: it would otherwise run
+/// with timings the server does not apply (workers renewing for an ack wait the server lacks).
+pub fn consumer_drift(wanted: &pull::Config, actual: &jetstream::consumer::Config) -> Vec<String> {
+    let mut drift = Vec::new();
+    let mut check = |field: &str, want: String, have: String| {
+        if want != have {
+            drift.push(format!(
+                "{field} is {have} on the server, {want} in the settings"
+            ));
+        }
+    };
+    check(
+        "ack_wait",
+        format!("{:?}", wanted.ack_wait),
+        format!("{:?}", actual.ack_wait),
+    );
+    check(
+        "max_deliver",
+        wanted.max_deliver.to_string(),
+        actual.max_deliver.to_string(),
+    );
+    check(
+        "max_ack_pending",
+        wanted.max_ack_pending.to_string(),
+        actual.max_ack_pending.to_string(),
+    );
+    check(
+        "filter_subject",
+        wanted.filter_subject.clone(),
+        actual.filter_subject.clone(),
+    );
+    drift
 }
 
 async fn create_stream(
@@ -238,93 +339,4 @@ async fn create_stream(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `nats/` holds the same definitions as files for operators: every field a file states
-    /// is what the code creates (with the default settings), and the code sets nothing the
-    /// files leave out.
-    #[test]
-    fn the_definitions_in_nats_are_what_the_topology_creates() {
-        let topology = Topology::from_settings(&crate::settings::Settings::default());
-        let files = [
-            (
-                include_str!("../../nats/streams/CODES.json"),
-                serde_json::to_value(topology.codes_config()),
-            ),
-            (
-                include_str!("../../nats/streams/RESULTS.json"),
-                serde_json::to_value(topology.results_config()),
-            ),
-            (
-                include_str!("../../nats/consumers/exchange.json"),
-                serde_json::to_value(topology.exchange_consumer_config()),
-            ),
-            (
-                include_str!("../../nats/consumers/upserter.json"),
-                serde_json::to_value(topology.upsert_consumer_config()),
-            ),
-        ];
-        for (file, code) in files {
-            let file: serde_json::Value = serde_json::from_str(file).unwrap();
-            let code = code.unwrap();
-            let name = file.get("name").or(file.get("durable_name")).unwrap();
-            // "No limit" is -1 in the server's own terms, 0 as the client sends it.
-            let same = |v: &serde_json::Value| {
-                if v == &serde_json::json!(-1) {
-                    serde_json::json!(0)
-                } else {
-                    v.clone()
-                }
-            };
-            for (key, value) in file.as_object().unwrap() {
-                // A field the client leaves out is at its default: "no limit".
-                let in_code = code.get(key).map_or(serde_json::json!(0), same);
-                assert_eq!(in_code, same(value), "{name}: {key}");
-            }
-            for (key, value) in code.as_object().unwrap() {
-                let unset = value.is_null() || value == &serde_json::json!(0);
-                assert!(
-                    unset || file.get(key).is_some() || DEFAULTS_LEFT_OUT.contains(&key.as_str()),
-                    "{name}: the code sets {key} = {value}, the file does not say"
-                );
-            }
-        }
-    }
-
-    /// Fields the serialized configs always carry, at the server's own defaults.
-    const DEFAULTS_LEFT_OUT: &[&str] = &[
-        "max_msgs_per_subject",
-        "compression",
-        "first_seq",
-        "discard_new_per_subject",
-        "mirror_direct",
-        "sealed",
-        "deny_delete",
-        "deny_purge",
-        "allow_rollup_hdrs",
-        "inactive_threshold",
-        "num_replicas",
-        "memory_storage",
-        "headers_only",
-        "backoff",
-        "metadata",
-        "pause_until",
-    ];
-
-    #[test]
-    fn a_code_message_is_kept_as_long_as_its_result_would_be() {
-        let topology = Topology::from_settings(&crate::settings::Settings::default());
-        assert_ne!(topology.results_max_age, Duration::ZERO);
-        // Only a worker may end a code (with a result), however long the workers are away.
-        assert_eq!(
-            topology.codes_config().max_age,
-            topology.results_config().max_age
-        );
-        let forever = Topology {
-            results_max_age: Duration::ZERO,
-            ..topology
-        };
-        assert_eq!(forever.codes_config().max_age, Duration::ZERO);
-    }
-}
+mod tests;
