@@ -274,3 +274,40 @@ fn the_readme_settings_table_gives_every_setting_with_its_embedded_default() {
         assert_eq!(theirs, ours, "{var}: README default vs defaults.toml");
     }
 }
+
+/// The shipped systemd unit gives a role `TimeoutStopSec` to stop before it is killed: a
+/// worker's default drain must end well within it, or every rolling restart under load would
+/// end in a SIGKILL (stale claims, the crash window).
+#[test]
+fn a_workers_default_drain_ends_within_the_shipped_units_stop_timeout() {
+    let unit = include_str!("../workers/systemd/wxlogin@.service");
+    let stop: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+        .expect("the unit sets TimeoutStopSec")
+        .trim()
+        .parse()
+        .unwrap();
+    let drain = Settings::default().worker_drain_secs;
+    assert!(
+        drain > 0 && drain + 10 <= stop,
+        "drain {drain} s, stop timeout {stop} s"
+    );
+}
+
+#[test]
+fn an_upsert_batch_larger_than_one_statement_can_bind_is_refused() {
+    let max = wxlogin::settings::MAX_UPSERT_BATCH;
+    Jail::expect_with(|jail| {
+        jail.set_env("WXLOGIN_UPSERT_BATCH", max.to_string());
+        assert_eq!(load(None)?.upsert_batch, max);
+        jail.set_env("WXLOGIN_UPSERT_BATCH", (max + 1).to_string());
+        let err = load(None).unwrap_err().to_string();
+        assert!(err.contains("upsert_batch"), "{err}");
+        jail.set_env("WXLOGIN_WORKER_DRAIN_SECS", "0");
+        jail.set_env("WXLOGIN_UPSERT_BATCH", "500");
+        let err = load(None).unwrap_err().to_string();
+        assert!(err.contains("worker_drain_secs"), "{err}");
+        Ok(())
+    });
+}

@@ -4,8 +4,9 @@
 //! what the events say, not the order a stream published them in).
 //!
 //! Backfill: each user's last applied login goes into `wx_logins`, and `key_at_ms` is that
-//! login's time (`updated_at`, which the first upserter set to it). Upgrade with the old
-//! upserters stopped (they ack what they applied), so nothing applied is redelivered unrecorded.
+//! login's time (`updated_at`, which the first upserter set to it); the other logins the first
+//! upserter applied are recorded from the results stream by `wxlogin::upsert::backfill` (it
+//! needs NATS). Upgrade with the old upserters stopped.
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -63,19 +64,23 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(WxUsers::Table)
-                    .add_column(
-                        ColumnDef::new(WxUsers::KeyAtMs)
-                            .big_integer()
-                            .not_null()
-                            .default(0),
-                    )
-                    .to_owned(),
-            )
-            .await?;
+        // SQLite runs a migration outside a transaction: one that failed after this step must
+        // find it done when it runs again.
+        if !manager.has_column("wx_users", "key_at_ms").await? {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(WxUsers::Table)
+                        .add_column(
+                            ColumnDef::new(WxUsers::KeyAtMs)
+                                .big_integer()
+                                .not_null()
+                                .default(0),
+                        )
+                        .to_owned(),
+                )
+                .await?;
+        }
         let db = manager.get_connection();
         let epoch_ms = match manager.get_database_backend() {
             sea_orm::DatabaseBackend::Postgres => {
@@ -84,8 +89,11 @@ impl MigrationTrait for Migration {
             // SQLite keeps timestamps as RFC 3339 text, which julianday() reads.
             _ => "CAST(ROUND((julianday(updated_at) - 2440587.5) * 86400000.0) AS INTEGER)",
         };
-        db.execute_unprepared(&format!("UPDATE wx_users SET key_at_ms = {epoch_ms}"))
-            .await?;
+        // (COALESCE: a time the database cannot read leaves 0, "older than any login".)
+        db.execute_unprepared(&format!(
+            "UPDATE wx_users SET key_at_ms = COALESCE({epoch_ms}, 0)"
+        ))
+        .await?;
         // (`WHERE true`: SQLite needs it to read `ON CONFLICT` after a `SELECT`.)
         db.execute_unprepared(
             "INSERT INTO wx_logins (login_id, appid, openid, finished_at, stream_seq) \

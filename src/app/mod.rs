@@ -128,11 +128,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(roles::upserter(&settings, shutdown).await?)
         }
         Command::Migrate => {
-            db::migrate(&settings.database_url).await?;
-            tracing::info!(database = %db::describe_url(&settings.database_url), "migrations applied");
+            // NATS first: a worker refusing a drifted consumer must not wait for the database.
             let pipeline = Pipeline::connect(&settings, "migrate").await?;
             pipeline.topology.apply_consumers(&pipeline.handles).await?;
             tracing::info!(prefix = %settings.nats_prefix, "NATS streams, buckets and consumers applied");
+            let url = &settings.database_url;
+            crate::upsert::prepare(url, &pipeline.js, &pipeline.topology).await?;
+            tracing::info!(database = %db::describe_url(url), "migrations applied");
             Ok(())
         }
         Command::Replay(args) => replay::replay(&settings, args).await,

@@ -13,7 +13,7 @@ use crate::{
         parked::{self, Parked, Stage},
     },
     settings::Settings,
-    upsert::{self, Read, apply, db},
+    upsert::{self, Read, apply},
 };
 
 #[derive(Debug, clap::Subcommand)]
@@ -52,7 +52,9 @@ pub async fn run(settings: &Settings, command: ParkedCommand) -> anyhow::Result<
                 let outcome = match p.stage {
                     Some(Stage::Upsert) => {
                         if database.is_none() {
-                            database = Some(db::connect(&settings.database_url).await?);
+                            let url = &settings.database_url;
+                            let db = upsert::prepare(url, &pipeline.js, &pipeline.topology);
+                            database = Some(db.await?);
                         }
                         let db = database.as_ref().expect("connected above");
                         retry_upsert(db, p).await
@@ -62,11 +64,14 @@ pub async fn run(settings: &Settings, command: ParkedCommand) -> anyhow::Result<
                 };
                 match outcome {
                     Ok(()) => {
-                        parked::remove(&pipeline.js, &pipeline.topology, p.seq)
-                            .await
-                            .map_err(anyhow::Error::msg)?;
+                        // Applying twice changes nothing: a copy another retry removed first
+                        // is as good as removed.
+                        let removed = parked::remove(&pipeline.js, &pipeline.topology, p.seq).await;
                         done += 1;
-                        println!("{}: applied, removed", p.seq);
+                        match removed {
+                            Ok(()) => println!("{}: applied, removed", p.seq),
+                            Err(e) => println!("{}: applied; not removed ({e})", p.seq),
+                        }
                     }
                     Err(why) => {
                         left += 1;
@@ -103,13 +108,19 @@ async fn retry_exchange(pipeline: &Pipeline, p: &Parked) -> Result<(), String> {
         .map_err(|e| format!("this build cannot read it either: {e}"))?;
     let mut h = async_nats::HeaderMap::new();
     h.insert(headers::LOGIN_ID, request.login_id.as_str());
-    h.insert(headers::MSG_ID, request.code_key.as_str());
+    // Its own id: the code's (the first submission's) may still be in the duplicate window,
+    // which would drop this copy. The ledger still stops a second exchange.
+    let msg_id = format!("parked-retry:{}:{}", request.code_key, p.seq);
+    h.insert(headers::MSG_ID, msg_id.as_str());
     let ack = pipeline
         .js
         .publish_with_headers(p.from_subject.clone(), h, p.payload.clone())
         .await
         .map_err(|e| e.to_string())?;
-    ack.await.map_err(|e| e.to_string())?;
+    let ack = ack.await.map_err(|e| e.to_string())?;
+    if ack.duplicate {
+        return Err("JetStream took it for a duplicate of a retry just made".into());
+    }
     Ok(())
 }
 

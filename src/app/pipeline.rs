@@ -72,7 +72,7 @@ impl Pipeline {
         &self,
         keyring: Arc<Keyring>,
         apps: &[App],
-        database: Option<crate::upsert::db::Probe>,
+        database: Option<Arc<crate::upsert::db::Probe>>,
     ) -> Arc<Ingress> {
         Ingress::new(IngressParts {
             nats: self.nats.clone(),

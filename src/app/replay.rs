@@ -3,12 +3,12 @@
 use super::{Pipeline, ReplayArgs};
 use crate::{
     settings::Settings,
-    upsert::{self, ReplayFrom, db},
+    upsert::{self, ReplayFrom},
 };
 
 pub(super) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
     let pipeline = Pipeline::connect(settings, "replay").await?;
-    let db = db::connect(&settings.database_url).await?;
+    let db = upsert::prepare(&settings.database_url, &pipeline.js, &pipeline.topology).await?;
     let from = match (args.from_seq, args.from_time) {
         (Some(s), _) => ReplayFrom::Sequence(s),
         (None, Some(t)) => ReplayFrom::Time(t),

@@ -187,7 +187,7 @@ pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Resul
     let Some(consumer) = durable(stream, name, config, &shutdown).await? else {
         return Ok(());
     };
-    let Some(db) = database(settings, &shutdown).await? else {
+    let Some(db) = database(&pipeline, &shutdown).await? else {
         return Ok(());
     };
     tracing::info!(database = %db::describe_url(&settings.database_url), batch = settings.upsert_batch, "upserter started");
@@ -202,24 +202,26 @@ pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Resul
         .map_err(runtime)
 }
 
-/// The upserter's database, migrated; while it is away the upserter waits for it (logins go on,
-/// their results wait in the stream), for as long as it takes. `None` if shut down meanwhile.
+/// The upserter's database, migrated (and backfilled on an upgrade); while it is away the
+/// upserter waits for it (logins go on, their results wait in the stream), for as long as it
+/// takes. A migration that fails is not waited for: it needs an operator. `None` if shut down.
 async fn database(
-    settings: &Settings,
+    pipeline: &Pipeline,
     shutdown: &CancellationToken,
 ) -> Result<Option<sea_orm::DatabaseConnection>, RoleError> {
+    let url = &pipeline.settings.database_url;
     let mut wait = std::time::Duration::from_millis(500);
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return Ok(None),
-            r = db::connect(&settings.database_url) => r,
+            r = upsert::prepare(url, &pipeline.js, &pipeline.topology) => r,
         };
         match connected {
             Ok(db) => return Ok(Some(db)),
-            Err(e @ PersistenceError::UnsupportedUrl) => return Err(e.into()),
+            Err(upsert::UpsertError::Db(e)) if !e.is_unavailable() => return Err(e.into()),
             Err(e) => {
                 crate::meter::database_error("connect");
-                tracing::warn!(error = %e, database = %db::describe_url(&settings.database_url), "database unavailable; the upserter waits for it (logins go on)");
+                tracing::warn!(error = %e, database = %db::describe_url(url), "database unavailable; the upserter waits for it (logins go on)");
             }
         }
         tokio::select! {

@@ -26,6 +26,22 @@ pub enum EventError {
     UnknownKind(String),
 }
 
+/// Where and how the JSON is wrong, never the values in it (a reason is logged and kept with
+/// a parked copy; serde's own message quotes what it found: an openid, say).
+fn malformed(e: &serde_json::Error) -> EventError {
+    let message = e.to_string();
+    // "missing field `openid` at line 1 column 9" names a field of ours, not a value.
+    if message.starts_with("missing field") {
+        return EventError::Malformed(message);
+    }
+    EventError::Malformed(format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    ))
+}
+
 impl EventError {
     /// Whether a newer build may read it: a reader parks such an event for after its upgrade.
     pub fn is_from_a_newer_writer(&self) -> bool {
@@ -152,8 +168,7 @@ pub enum ResultEvent {
 
 impl ResultEvent {
     pub fn decode(bytes: &[u8]) -> Result<Self, EventError> {
-        let versioned: Versioned =
-            serde_json::from_slice(bytes).map_err(|e| EventError::Malformed(e.to_string()))?;
+        let versioned: Versioned = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
         match versioned.event.as_deref() {
             None => LoginResult::decode(bytes).map(ResultEvent::Login),
             Some(UNIONID_LEARNED) => decode(bytes, UNIONID_LEARNED_V1).map(ResultEvent::Unionid),
@@ -170,12 +185,11 @@ struct Versioned {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], known: u32) -> Result<T, EventError> {
-    let versioned: Versioned =
-        serde_json::from_slice(bytes).map_err(|e| EventError::Malformed(e.to_string()))?;
+    let versioned: Versioned = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
     if versioned.v != known {
         return Err(EventError::UnsupportedVersion(versioned.v));
     }
-    serde_json::from_slice(bytes).map_err(|e| EventError::Malformed(e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| malformed(&e))
 }
 
 impl LoginRequested {
@@ -261,6 +275,15 @@ mod tests {
                 .unwrap_err()
                 .is_from_a_newer_writer()
         );
+    }
+
+    #[test]
+    fn a_malformed_event_is_described_without_its_values() {
+        let err = LoginResult::decode(br#"{"v":1,"login_id":"l","appid":"wx0123456789abcdef","code_key":"k","received_at_ms":"o-secretish","finished_at_ms":2,"upstream_calls":1,"outcome":"success","openid":"o","unionid":null,"session_key_sealed":"s"}"#).unwrap_err().to_string();
+        assert!(!err.contains("o-secretish"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+        let missing = LoginResult::decode(br#"{"v":1}"#).unwrap_err().to_string();
+        assert!(missing.contains("missing field"), "{missing}");
     }
 
     #[test]

@@ -124,8 +124,12 @@ impl Exchanger {
             wait = ?self.stale_claim,
             "another step holds this code; taking it over unless it renews within an ack wait"
         );
-        // The message stays ours meanwhile: the worker loop sends progress acks.
-        tokio::time::sleep(self.stale_claim).await;
+        // The message stays ours meanwhile: the worker loop sends progress acks. A worker that
+        // drains meanwhile leaves: the next one watches our intent for one ack wait.
+        tokio::select! {
+            _ = tokio::time::sleep(self.stale_claim) => {}
+            _ = self.draining.cancelled() => return Ok(Start::Elsewhere),
+        }
         let sent = Instant::now();
         let Some(revision) = self
             .ledger

@@ -130,6 +130,8 @@ async fn process(exchanger: &Exchanger, msg: jetstream::Message) {
     };
     let ack = match outcome {
         Ok(Outcome::Exchanged(_) | Outcome::AnsweredFromLedger(_)) => AckKind::Ack,
+        // (At once when draining: this worker is leaving, another one looks.)
+        Ok(Outcome::InFlightElsewhere) if exchanger.draining.is_cancelled() => AckKind::Nak(None),
         Ok(Outcome::InFlightElsewhere) => AckKind::Nak(Some(Duration::from_millis(500))),
         // At once: this worker is leaving, another one takes it.
         Ok(Outcome::GivenBack) => AckKind::Nak(None),

@@ -65,7 +65,7 @@ pub struct Ingress {
     pub sessions: SessionStore,
     pub ledger: Ledger,
     /// Only reported by `/readyz`: no answer of the ingress depends on the database.
-    pub database: Option<crate::upsert::db::Probe>,
+    pub database: Option<Arc<crate::upsert::db::Probe>>,
     pub login_wait: Duration,
     pub clock: Clock,
     pub max_body_bytes: usize,
@@ -87,7 +87,7 @@ pub struct IngressParts {
     pub sessions: SessionStore,
     pub ledger: Ledger,
     /// What `/readyz` reports as the database (`None`: not known).
-    pub database: Option<crate::upsert::db::Probe>,
+    pub database: Option<Arc<crate::upsert::db::Probe>>,
     /// How long a login waits for its worker before answering 202 with a ticket.
     pub login_wait: Duration,
     pub limits: guard::Limits,
@@ -229,8 +229,9 @@ async fn healthz() -> &'static str {
 struct Readiness {
     /// `ok` or `unavailable`.
     nats: &'static str,
-    /// `ok`, `unavailable` or `unknown`. Reported, never gating: logins go on without the
-    /// database (the upserter catches up when it returns).
+    /// `ok`, `unavailable` or `unknown` (not looked at yet: looks run in the background, so a
+    /// hanging database never stalls this answer). Reported, never gating: logins go on
+    /// without the database (the upserter catches up when it returns).
     database: &'static str,
 }
 
@@ -253,8 +254,7 @@ async fn readyz(State(ingress): State<Arc<Ingress>>) -> impl IntoResponse {
     );
     let database = match &ingress.database {
         None => "unknown",
-        Some(probe) if probe.answers(Duration::from_secs(2)).await => "ok",
-        Some(_) => "unavailable",
+        Some(probe) => probe.status(),
     };
     let status = if nats_ok {
         StatusCode::OK

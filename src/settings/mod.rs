@@ -71,6 +71,9 @@ impl Default for AppsSetting {
     }
 }
 
+/// The most result events one upsert transaction takes (its statements bind 11 values a row).
+pub const MAX_UPSERT_BATCH: usize = 2_000;
+
 /// How long the ingress waits for JetStream to acknowledge a login's code. A part of every
 /// login's time, so `request_timeout_ms` must leave room for it (see `validate`).
 pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
@@ -193,8 +196,17 @@ impl Settings {
                 "session_ttl_secs must exceed a ticket's life, code_ttl_secs + exchange_ack_wait_secs + 60 = {floor}"
             ));
         }
-        if self.worker_concurrency == 0 || self.upsert_batch == 0 {
-            return bad("worker_concurrency and upsert_batch must be positive".into());
+        if self.worker_concurrency == 0 || self.upsert_batch == 0 || self.worker_drain_secs == 0 {
+            return bad(
+                "worker_concurrency, upsert_batch and worker_drain_secs must be positive".into(),
+            );
+        }
+        // One statement binds a value per column of every row: SQLite allows 32,766.
+        if self.upsert_batch > MAX_UPSERT_BATCH {
+            return bad(format!(
+                "upsert_batch ({}) must be at most {MAX_UPSERT_BATCH} (one statement per batch)",
+                self.upsert_batch
+            ));
         }
         if self.body_timeout_ms == 0 || self.max_inflight_logins == 0 {
             return bad("body_timeout_ms and max_inflight_logins must be positive".into());

@@ -3,13 +3,16 @@
 //! - [`replay`]: the same upsert from the stream's history (`wxlogin replay`);
 //! - [`apply`]: the batched, order-free upsert both share, isolating what the database refuses;
 //! - [`users`]: the tables, the changes events ask of them, and what "newest" means;
-//! - [`db`]: the connection (SQLite in WAL mode, or PostgreSQL) and migrations.
+//! - [`db`]: the connection (SQLite in WAL mode, or PostgreSQL) and migrations;
+//! - [`backfill`]: what the upgrade to exact counts records from the results stream.
 
 pub mod apply;
+pub mod backfill;
 pub mod consumer;
 pub mod db;
 pub mod replay;
 pub mod users;
 
+pub use backfill::prepare;
 pub use consumer::{Read, UpsertError, Upserter, read, run};
 pub use replay::{ReplayFrom, ReplayStats, replay};

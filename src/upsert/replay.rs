@@ -40,6 +40,73 @@ pub struct ReplayStats {
     pub last_seq: u64,
 }
 
+/// The retained results stream read in order, up to the last event present when reading
+/// starts: what replays and the login-history backfill go through.
+pub(super) struct History {
+    messages: pull::Ordered,
+    /// The stream's last sequence when reading started (0: empty).
+    pub(super) last: u64,
+    done: bool,
+}
+
+fn nats(e: impl std::fmt::Display) -> UpsertError {
+    UpsertError::Nats(e.to_string())
+}
+
+impl History {
+    pub(super) async fn open(
+        js: &jetstream::Context,
+        topology: &Topology,
+        from: ReplayFrom,
+    ) -> Result<History, UpsertError> {
+        let mut stream = js
+            .get_stream(topology.results_stream())
+            .await
+            .map_err(nats)?;
+        let last = stream.info().await.map_err(nats)?.state.last_sequence;
+        let deliver_policy = match from {
+            ReplayFrom::Start => DeliverPolicy::All,
+            ReplayFrom::Sequence(s) => DeliverPolicy::ByStartSequence { start_sequence: s },
+            ReplayFrom::Time(t) => DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
+                    t.timestamp_nanos_opt().unwrap_or(0) as i128,
+                )
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            },
+        };
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)?;
+        let messages = consumer.messages().await.map_err(nats)?;
+        Ok(History {
+            messages,
+            last,
+            done: last == 0,
+        })
+    }
+
+    /// The next event and its sequence; `None` past the last one.
+    pub(super) async fn next(&mut self) -> Result<Option<(u64, bytes::Bytes)>, UpsertError> {
+        if self.done {
+            return Ok(None);
+        }
+        let next = tokio::time::timeout(Duration::from_secs(2), self.messages.next()).await;
+        let msg = match next {
+            Ok(Some(Ok(msg))) => msg,
+            Ok(Some(Err(e))) => return Err(nats(e)),
+            // Nothing more within the range (it may start past the last event).
+            Ok(None) | Err(_) => return Ok(None),
+        };
+        let seq = msg.info().map_err(nats)?.stream_sequence;
+        self.done = seq >= self.last;
+        Ok(Some((seq, msg.payload.clone())))
+    }
+}
+
 /// Re-feeds the retained results (up to the last one present when the replay starts) into the
 /// database. Idempotent: replaying twice leaves the table as it was.
 #[tracing::instrument(skip(js, topology, db, progress))]
@@ -51,52 +118,14 @@ pub async fn replay(
     batch_size: usize,
     mut progress: impl FnMut(&ReplayStats, u64),
 ) -> Result<ReplayStats, UpsertError> {
-    let nats = |e: &dyn std::fmt::Display| UpsertError::Nats(e.to_string());
-    let mut stream = js
-        .get_stream(topology.results_stream())
-        .await
-        .map_err(|e| nats(&e))?;
-    let last = stream
-        .info()
-        .await
-        .map_err(|e| nats(&e))?
-        .state
-        .last_sequence;
+    let mut history = History::open(js, topology, from).await?;
+    let last = history.last;
     let mut stats = ReplayStats::default();
-    if last == 0 {
-        return Ok(stats);
-    }
-    let deliver_policy = match from {
-        ReplayFrom::Start => DeliverPolicy::All,
-        ReplayFrom::Sequence(s) => DeliverPolicy::ByStartSequence { start_sequence: s },
-        ReplayFrom::Time(t) => DeliverPolicy::ByStartTime {
-            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(
-                t.timestamp_nanos_opt().unwrap_or(0) as i128,
-            )
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
-        },
-    };
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| nats(&e))?;
-    let mut messages = consumer.messages().await.map_err(|e| nats(&e))?;
     let mut changes = Vec::new();
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(2), messages.next()).await;
-        let msg = match next {
-            Ok(Some(Ok(msg))) => msg,
-            Ok(Some(Err(e))) => return Err(nats(&e)),
-            // Nothing more within the replay's range (it may start past the last event).
-            Ok(None) | Err(_) => break,
-        };
-        let seq = msg.info().map_err(|e| nats(&e))?.stream_sequence;
+    while let Some((seq, payload)) = history.next().await? {
         stats.events += 1;
         stats.last_seq = seq;
-        match read(seq, &msg.payload) {
+        match read(seq, &payload) {
             Read::Apply(change) => changes.push(change),
             Read::Nothing => stats.failures += 1,
             Read::Park(reason) => {
@@ -104,12 +133,9 @@ pub async fn replay(
                 stats.malformed += 1;
             }
         }
-        if changes.len() >= batch_size || seq >= last {
+        if changes.len() >= batch_size {
             flush(db, &mut changes, &mut stats).await?;
             progress(&stats, last);
-        }
-        if seq >= last {
-            break;
         }
     }
     flush(db, &mut changes, &mut stats).await?;

@@ -7,7 +7,8 @@
 //! - the session_key: the one of the **newest** login, meaning the one whose exchange with
 //!   WeChat ended last (`finished_at_ms`, the worker's clock when WeChat answered; ties broken by
 //!   the login id); `key_at_ms` and `last_login_id` say which it is;
-//! - `unionid`: the first one known, from a login's answer or a decrypt ([`UnionidUpdate`]);
+//! - `unionid`: never erased once known; WeChat's, in a login's answer, wins over the one a
+//!   decrypt learnt ([`UnionidUpdate`]), which fills it only where none is known;
 //! - `created_at` / `updated_at`: the earliest and latest event time.
 //!
 //! `last_event_seq` is kept for upserters of the first format only (the highest stream
