@@ -53,17 +53,6 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("wx_logins_user")
-                    .table(WxLogins::Table)
-                    .col(WxLogins::Appid)
-                    .col(WxLogins::Openid)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
         // SQLite runs a migration outside a transaction: one that failed after this step must
         // find it done when it runs again.
         if !manager.has_column("wx_users", "key_at_ms").await? {
