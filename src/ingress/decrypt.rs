@@ -233,31 +233,18 @@ async fn store_unionid(ingress: &Ingress, token: &str, record: &SessionRecord, u
     let subject = ingress
         .topology
         .unionid_subject(&record.appid, &record.login_id);
-    let published = async {
-        let ack = ingress
-            .js
-            .publish_with_headers(
-                subject,
-                headers::for_unionid(&event),
-                events::encode(&event),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        ack.await.map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(crate::settings::PUBLISH_TIMEOUT, published).await {
-        Ok(Ok(_)) => tracing::debug!("unionid published for the upserter"),
-        Ok(Err(e)) => {
-            crate::meter::nats_error("publish_unionid");
-            tracing::warn!(error = %e, "cannot publish the unionid; the next decrypt will");
-            return;
-        }
-        Err(_) => {
-            crate::meter::nats_error("publish_unionid");
-            tracing::warn!("publishing the unionid timed out; the next decrypt will");
-            return;
-        }
+    let published = super::login::publish_acked(
+        ingress,
+        subject,
+        headers::for_unionid(&event),
+        events::encode(&event),
+    );
+    if let Err(e) = published.await {
+        crate::meter::nats_error("publish_unionid");
+        tracing::warn!(error = %e, "cannot publish the unionid; the next decrypt will");
+        return;
     }
+    tracing::debug!("unionid published for the upserter");
     if let Err(e) = ingress.sessions.set_unionid(token, unionid).await {
         tracing::warn!(error = %e, "cannot store the unionid on the session");
     }

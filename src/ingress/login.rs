@@ -179,18 +179,29 @@ async fn publish(ingress: &Ingress, ticket: &Ticket, code: &str) -> Result<bool,
     };
     let headers = headers::for_code(&event, &ingress.reply_subject);
     let subject = ingress.topology.code_subject(&ticket.appid);
+    let ack = publish_acked(ingress, subject, headers, events::encode(&event)).await?;
+    Ok(ack.duplicate)
+}
+
+/// Publishes to JetStream and waits for its acknowledgement, within [`PUBLISH_TIMEOUT`]: every
+/// publish of the ingress (codes, learnt unionids).
+pub(super) async fn publish_acked(
+    ingress: &Ingress,
+    subject: String,
+    headers: async_nats::HeaderMap,
+    payload: bytes::Bytes,
+) -> Result<async_nats::jetstream::publish::PublishAck, String> {
     let fut = async {
         let ack = ingress
             .js
-            .publish_with_headers(subject, headers, events::encode(&event))
+            .publish_with_headers(subject, headers, payload)
             .await
             .map_err(|e| e.to_string())?;
         ack.await.map_err(|e| e.to_string())
     };
-    let ack = tokio::time::timeout(PUBLISH_TIMEOUT, fut)
+    tokio::time::timeout(PUBLISH_TIMEOUT, fut)
         .await
-        .map_err(|_| "publish timed out".to_string())??;
-    Ok(ack.duplicate)
+        .map_err(|_| "publish timed out".to_string())?
 }
 
 /// The same code was submitted before (JetStream folded ours into that message). If the code

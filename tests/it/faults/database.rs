@@ -3,27 +3,8 @@
 
 use std::time::Duration;
 
+use super::wait_for_table;
 use crate::helpers::{APPID, Db, Options, SettingsTweak, spawn_app, up::Up};
-use sea_orm::{Database, EntityTrait};
-use wxlogin::upsert::users;
-
-/// Waits until the table at `url` holds `n` logins; until the upserter has migrated it, there
-/// is no table to read.
-async fn wait_for_table(url: &str, n: i64) -> i64 {
-    let mut count = 0;
-    for _ in 0..240 {
-        if let Ok(db) = Database::connect(url).await
-            && let Ok(rows) = users::Entity::find().all(&db).await
-        {
-            count = rows.iter().map(|u| u.login_count).sum();
-            if count >= n {
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    count
-}
 
 /// A SQLite file in a directory that does not exist yet: unreachable until the test makes it.
 fn later_database(dir: &tempfile::TempDir) -> (std::path::PathBuf, String) {
