@@ -125,10 +125,16 @@ async fn ensure_nats(settings: &mut Settings) -> anyhow::Result<Option<NatsServe
     if usable {
         return Ok(None);
     }
-    let server = NatsServer::start(Path::new(".wxlogin/nats"), None).await?;
+    let server = start_private_nats(Path::new(".wxlogin/nats")).await?;
     tracing::info!(url = %server.url(), store = %server.store_dir().display(), "started a private nats-server");
     settings.nats_url = server.url().to_string();
     Ok(Some(server))
+}
+
+/// The private nats-server of `wxlogin up`: open (no users: nothing but this machine can reach
+/// it), so it listens on loopback only, on a free port, storing into `store`.
+pub async fn start_private_nats(store: &Path) -> Result<NatsServer, natsd::NatsdError> {
+    NatsServer::start(store, None).await
 }
 
 fn print_next_steps(settings: &Settings, appid: &str) {

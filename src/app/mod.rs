@@ -1,6 +1,8 @@
 //! The `wxlogin` command line: each subcommand loads the settings, wires one role from
 //! [`roles`] and hands it a shutdown signal.
 //! - [`Pipeline`]: what every role shares, connected once; each stage is made from it;
+//! - [`connect`]: a process's NATS connection as its identity (credentials, TLS, inbox);
+//! - [`nats_auth`]: `wxlogin nats auth`, the seeds and the server's authorization block;
 //! - [`roles`]: each role (`ingress`, `worker`, `upserter`, `up`) run until shutdown;
 //! - [`dev`]: what only `wxlogin up` does (development key, private nats-server, demo);
 //! - [`replay`](mod@replay): `wxlogin replay` and its progress bar;
@@ -12,7 +14,9 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+pub mod connect;
 pub mod dev;
+pub mod nats_auth;
 pub mod parked;
 mod pipeline;
 pub mod replay;
@@ -51,13 +55,18 @@ pub enum Command {
     Worker,
     /// Run the user-upsert consumer.
     Upserter,
-    /// Apply database migrations, create or update the NATS streams and consumers, and exit.
+    /// Apply database migrations, create or update the NATS streams and consumers, and exit
+    /// (as the admin identity: the roles may not change them).
     Migrate,
     /// Re-feed retained result events into the user table.
     Replay(ReplayArgs),
     /// Events a stage could not apply (a newer writer's, or refused by the database).
     #[command(subcommand)]
     Parked(parked::ParkedCommand),
+    /// NATS security: `wxlogin nats auth --out DIR` writes each role's seed and the
+    /// server's authorization block for this prefix.
+    #[command(subcommand)]
+    Nats(nats_auth::NatsCommand),
     /// Run the WeChat simulator.
     Sim(sim::SimArgs),
     /// Print a new random master key (base64) for WXLOGIN_MASTER_KEY.
@@ -129,8 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             // NATS first: a worker refusing a drifted consumer must not wait for the database.
-            let pipeline = Pipeline::connect(&settings, "migrate").await?;
-            pipeline.topology.apply_consumers(&pipeline.handles).await?;
+            let pipeline = roles::migrate_nats(&settings).await?;
             tracing::info!(prefix = %settings.nats_prefix, "NATS streams, buckets and consumers applied");
             let url = &settings.database_url;
             crate::upsert::prepare(url, &pipeline.js, &pipeline.topology).await?;
@@ -139,6 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay(args) => replay::replay(&settings, args).await,
         Command::Parked(command) => parked::run(&settings, command).await,
+        Command::Nats(command) => nats_auth::run(&settings, command),
         Command::Sim(_) | Command::GenKey | Command::Openapi | Command::Bench(_) => {
             unreachable!("handled above")
         }

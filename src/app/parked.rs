@@ -28,7 +28,7 @@ pub enum ParkedCommand {
 }
 
 pub async fn run(settings: &Settings, command: ParkedCommand) -> anyhow::Result<()> {
-    let pipeline = Pipeline::connect(settings, "parked").await?;
+    let pipeline = Pipeline::connect(settings, crate::contract::access::Identity::Admin).await?;
     let all = parked::list(&pipeline.js, &pipeline.topology)
         .await
         .map_err(anyhow::Error::msg)

@@ -12,6 +12,7 @@ use async_nats::jetstream;
 use super::roles::RoleError;
 use crate::{
     contract::{
+        access::Identity,
         ledger::Ledger,
         topology::{Handles, Topology},
     },
@@ -37,11 +38,13 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Connects to NATS as `role` (the connection's name), checks the server is recent enough,
-    /// and ensures the streams and buckets, retrying while a cluster elects its leaders.
-    pub async fn connect(settings: &Settings, role: &str) -> Result<Pipeline, RoleError> {
+    /// Connects to NATS as `identity` (the settings' credentials), checks the server is recent
+    /// enough, and creates (admin) or finds (the roles) the streams and buckets, retrying while
+    /// a cluster elects its leaders.
+    pub async fn connect(settings: &Settings, identity: Identity) -> Result<Pipeline, RoleError> {
         let topology = Topology::from_settings(settings);
-        let (nats, js, handles) = super::roles::connect_nats(settings, &topology, role).await?;
+        let (nats, js, handles) =
+            super::connect::connect_nats(settings, &topology, identity).await?;
         Ok(Pipeline {
             settings: settings.clone(),
             topology,

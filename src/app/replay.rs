@@ -7,7 +7,7 @@ use crate::{
 };
 
 pub(super) async fn replay(settings: &Settings, args: ReplayArgs) -> anyhow::Result<()> {
-    let pipeline = Pipeline::connect(settings, "replay").await?;
+    let pipeline = Pipeline::connect(settings, crate::contract::access::Identity::Admin).await?;
     let db = upsert::prepare(&settings.database_url, &pipeline.js, &pipeline.topology).await?;
     let from = match (args.from_seq, args.from_time) {
         (Some(s), _) => ReplayFrom::Sequence(s),

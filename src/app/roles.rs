@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Pipeline;
 use crate::{
-    contract::topology::{Handles, Topology, TopologyError},
+    contract::{access::Identity, topology::TopologyError},
     crypto::Keyring,
     exchange,
     settings::{App, Settings},
@@ -41,55 +41,6 @@ fn runtime(e: impl std::fmt::Display) -> RoleError {
     RoleError::Runtime(e.to_string())
 }
 
-/// Connects to NATS, checks the server is recent enough, and ensures the streams and buckets;
-/// [`Pipeline::connect`] is its one caller.
-pub(super) async fn connect_nats(
-    settings: &Settings,
-    topology: &Topology,
-    role: &str,
-) -> Result<(async_nats::Client, jetstream::Context, Handles), RoleError> {
-    let url = settings.nats_url.clone();
-    // `nats://a:4222,nats://b:4222`: every server of a cluster, so any one can be down at start.
-    let servers = url
-        .split(',')
-        .map(|s| s.trim().parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| RoleError::Nats {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("wxlogin-{role}"))
-        .connection_timeout(std::time::Duration::from_secs(5))
-        .connect(servers)
-        .await
-        .map_err(|e| RoleError::Nats {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
-    let version = client.server_info().version;
-    if natsd::parse_version(&format!("v{version}")).is_none_or(|v| v < natsd::MIN_VERSION) {
-        return Err(RoleError::OldNats { url, version });
-    }
-    let js = jetstream::new(client.clone());
-    // A JetStream cluster that is still electing its leader refuses stream changes for a few
-    // seconds: keep trying for a while before giving up.
-    let mut attempt = 0;
-    let handles = loop {
-        match topology.ensure(&js).await {
-            Ok(h) => break h,
-            Err(e) if attempt < 30 => {
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, "JetStream not ready; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    tracing::info!(role, nats = %url, server_version = %version, prefix = %settings.nats_prefix, "connected to NATS");
-    Ok((client, js, handles))
-}
-
 /// `wxlogin ingress`: the HTTP API on `listener`.
 pub async fn ingress(
     settings: &Settings,
@@ -101,7 +52,7 @@ pub async fn ingress(
     crate::meter::install();
     let pipeline = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        r = Pipeline::connect(settings, "ingress") => r?,
+        r = Pipeline::connect(settings, Identity::Ingress) => r?,
     };
     // Never migrated nor waited for: the ingress only reports the database in `/readyz`.
     let database = Some(db::Probe::new(&settings.database_url));
@@ -141,7 +92,7 @@ pub async fn worker(
     }
     let pipeline = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        r = Pipeline::connect(settings, "worker") => r?,
+        r = Pipeline::connect(settings, Identity::Worker) => r?,
     };
     // Before the limiters are made: they hold their metric handles.
     crate::meter::install();
@@ -178,7 +129,7 @@ pub async fn worker(
 pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
     let pipeline = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        r = Pipeline::connect(settings, "upserter") => r?,
+        r = Pipeline::connect(settings, Identity::Upserter) => r?,
     };
     crate::meter::install();
     let topo = &pipeline.topology;
@@ -232,6 +183,15 @@ async fn database(
     }
 }
 
+/// The NATS half of `wxlogin migrate` (and of `up`): as the admin identity, creates or updates
+/// the streams and buckets and applies the durable consumers' settings. The roles' own NATS
+/// users may not; they wait for this.
+pub async fn migrate_nats(settings: &Settings) -> Result<Pipeline, RoleError> {
+    let pipeline = Pipeline::connect(settings, Identity::Admin).await?;
+    pipeline.topology.apply_consumers(&pipeline.handles).await?;
+    Ok(pipeline)
+}
+
 /// `wxlogin up`: all three roles in one process. The first role to fail stops the others.
 pub async fn all_in_one(
     settings: &Settings,
@@ -242,11 +202,10 @@ pub async fn all_in_one(
 ) -> Result<(), RoleError> {
     // The database is the upserter's alone (it migrates, and waits while the database is away):
     // logins never wait for it. The consumers take the settings first, as `migrate` would.
-    let pipeline = tokio::select! {
+    tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        r = Pipeline::connect(settings, "up") => r?,
+        r = migrate_nats(settings) => { r?; }
     };
-    pipeline.topology.apply_consumers(&pipeline.handles).await?;
     let stop_all = |r: Result<(), RoleError>| {
         if r.is_err() {
             shutdown.cancel();
@@ -263,9 +222,10 @@ pub async fn all_in_one(
     a.and(b).and(c)
 }
 
-/// Binds the durable consumer `name` on `stream` (creating it if need be, through a NATS blip)
-/// and keeps its backlog gauge current; `None` if shut down meanwhile. Refuses one whose
-/// settings differ from `config`: `wxlogin migrate` applies them.
+/// Binds the durable consumer `name` on `stream` (waiting through a NATS blip, or for `wxlogin
+/// migrate` to make it: a role's NATS user may not) and keeps its backlog gauge current; `None`
+/// if shut down meanwhile. Refuses one whose settings differ from `config`: `wxlogin migrate`
+/// applies them.
 async fn durable(
     stream: &jetstream::stream::Stream,
     name: String,
@@ -273,7 +233,12 @@ async fn durable(
     shutdown: &CancellationToken,
 ) -> Result<Option<jetstream::consumer::PullConsumer>, RoleError> {
     let what = format!("the consumer {name}");
-    let make = || stream.get_or_create_consumer(&name, config.clone());
+    let make = || async {
+        stream
+            .get_consumer::<jetstream::consumer::pull::Config>(&name)
+            .await
+            .map_err(|e| format!("{e}: run `wxlogin migrate` as the admin identity"))
+    };
     let Some(consumer) = retry_until_shutdown(&what, shutdown, make).await? else {
         return Ok(None);
     };

@@ -87,6 +87,16 @@ pub struct Settings {
     pub nats_url: String,
     pub nats_prefix: String,
     pub nats_replicas: usize,
+    /// This process's NATS identity: an nkey seed file, a JWT `.creds` file, or a user and a
+    /// password file (at most one); none: an open server.
+    pub nats_nkey_file: Option<PathBuf>,
+    pub nats_creds_file: Option<PathBuf>,
+    pub nats_user: Option<String>,
+    pub nats_password_file: Option<PathBuf>,
+    /// The NATS servers' private CA; setting it makes TLS required.
+    pub nats_tls_ca_file: Option<PathBuf>,
+    pub nats_tls_cert_file: Option<PathBuf>,
+    pub nats_tls_key_file: Option<PathBuf>,
     pub database_url: String,
     pub http_addr: SocketAddr,
     pub wechat_base_url: String,
@@ -172,6 +182,23 @@ impl Settings {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             return bad("nats_prefix may hold only letters, digits, '_' and '-'".into());
+        }
+        let identities = [
+            self.nats_nkey_file.is_some(),
+            self.nats_creds_file.is_some(),
+            self.nats_user.is_some() || self.nats_password_file.is_some(),
+        ];
+        if identities.iter().filter(|&&set| set).count() > 1 {
+            return bad(
+                "set at most one NATS identity: nats_nkey_file, nats_creds_file, or nats_user with nats_password_file"
+                    .into(),
+            );
+        }
+        if self.nats_user.is_some() != self.nats_password_file.is_some() {
+            return bad("nats_user and nats_password_file go together".into());
+        }
+        if self.nats_tls_cert_file.is_some() != self.nats_tls_key_file.is_some() {
+            return bad("nats_tls_cert_file and nats_tls_key_file go together".into());
         }
         if self.code_ttl_secs == 0 || self.session_ttl_secs == 0 || self.exchange_ack_wait_secs < 3
         {

@@ -29,7 +29,7 @@ fn assert_errcode(answer: (u16, Value), status: u16, errcode: i64, what: &str) {
 }
 
 /// `plaintext` encrypted as WeChat would, under `session_key`, with a random iv.
-fn encrypt(session_key: &str, plaintext: &Value) -> (String, String) {
+pub(crate) fn encrypt(session_key: &str, plaintext: &Value) -> (String, String) {
     let iv: [u8; 16] = rand::random();
     let data = wxbiz::encrypt(session_key, &iv, plaintext.to_string().as_bytes()).unwrap();
     (data, STANDARD.encode(iv))

@@ -41,6 +41,7 @@ mod hostile;
 mod login;
 mod quota;
 mod replay;
+mod secured;
 mod topology;
 mod upsert;
 mod wechat_client;

@@ -7,10 +7,7 @@ use std::time::Duration;
 use crate::helpers::{APPID, Db, Options, SECRET, spawn_app, test_keyring};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
-use wxlogin::{
-    app::{Pipeline, roles},
-    settings::App,
-};
+use wxlogin::{app::roles, settings::App};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_ack_wait_is_refused_by_the_worker_until_migrate_applies_it() {
@@ -28,12 +25,7 @@ async fn a_changed_ack_wait_is_refused_by_the_worker_until_migrate_applies_it() 
     assert!(refused.contains("ack_wait"), "{refused}");
     assert!(refused.contains("wxlogin migrate"), "{refused}");
 
-    let pipeline = Pipeline::connect(&changed, "migrate").await.unwrap();
-    pipeline
-        .topology
-        .apply_consumers(&pipeline.handles)
-        .await
-        .unwrap();
+    let pipeline = roles::migrate_nats(&changed).await.unwrap();
     let info = pipeline
         .handles
         .codes

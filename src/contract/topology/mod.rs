@@ -20,6 +20,13 @@ pub enum TopologyError {
         what: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A role found the topology missing or unreadable: only `wxlogin migrate` (the admin
+    /// identity) makes it.
+    #[error("cannot find {what} ({source}): run `wxlogin migrate` as the admin identity first")]
+    Missing {
+        what: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// How long the upserter may hold a result batch before it is redelivered.
@@ -231,7 +238,36 @@ impl Topology {
         Ok(())
     }
 
-    /// Creates or updates the streams and buckets; consumers are made by their roles.
+    /// Finds the streams and buckets `wxlogin migrate` made, changing nothing: what every role
+    /// but the admin does at start (its NATS user may not create or change them).
+    pub async fn bind(&self, js: &jetstream::Context) -> Result<Handles, TopologyError> {
+        let missing = |what: String| {
+            move |e: Box<dyn std::error::Error + Send + Sync>| TopologyError::Missing {
+                what,
+                source: e,
+            }
+        };
+        let stream = |name: String| async move {
+            js.get_stream(&name)
+                .await
+                .map_err(|e| missing(format!("the stream {name}"))(Box::new(e)))
+        };
+        let bucket = |name: String| async move {
+            js.get_key_value(&name)
+                .await
+                .map_err(|e| missing(format!("the bucket {name}"))(Box::new(e)))
+        };
+        Ok(Handles {
+            codes: stream(self.codes_stream()).await?,
+            results: stream(self.results_stream()).await?,
+            parked: stream(self.parked_stream()).await?,
+            ledger: bucket(self.ledger_bucket()).await?,
+            sessions: bucket(self.sessions_bucket()).await?,
+            quota: bucket(self.quota_bucket()).await?,
+        })
+    }
+
+    /// Creates or updates the streams and buckets (the admin's `migrate` and `up` only).
     #[tracing::instrument(skip(self, js), fields(prefix = %self.prefix))]
     pub async fn ensure(&self, js: &jetstream::Context) -> Result<Handles, TopologyError> {
         let err = |what: String| {

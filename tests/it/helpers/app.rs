@@ -193,7 +193,12 @@ impl TestApp {
 
     /// A JetStream context on this app's nats-server.
     pub async fn js(&self) -> async_nats::jetstream::Context {
-        let client = async_nats::connect(self.nats.url()).await.unwrap();
+        // As the admin: on a secured server (`Options::secured`) the settings carry its seed.
+        let identity = wxlogin::contract::access::Identity::Admin;
+        let options = wxlogin::app::connect::options(&self.settings, &self.topology(), identity)
+            .await
+            .unwrap();
+        let client = options.connect(self.nats.url()).await.unwrap();
         async_nats::jetstream::new(client)
     }
 

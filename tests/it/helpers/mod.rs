@@ -20,6 +20,7 @@ use wxlogin_sim::{self as sim, SimApp, SimConfig, SimControl, SimServer};
 
 mod app;
 pub mod fleet;
+pub mod secured;
 pub mod tls;
 pub mod up;
 
@@ -44,6 +45,9 @@ pub struct Options {
     pub worker_secret: String,
     /// Applied to the roles' settings last (limits, a TLS front for WeChat, …).
     pub tweak: SettingsTweak,
+    /// A secured nats-server (per-role users, TLS); each role connects as its own identity,
+    /// the test's own connections (`TestApp::settings`) as the admin.
+    pub secured: bool,
 }
 
 /// A change to the settings the roles get; `SettingsTweak::new(|s| s.client_quota = …)`.
@@ -79,6 +83,7 @@ impl Options {
             sim: test_sim_config(),
             worker_secret: SECRET.into(),
             tweak: SettingsTweak::default(),
+            secured: false,
         }
     }
 }
@@ -92,6 +97,7 @@ pub struct TestApp {
     pub settings: Settings,
     pub db_url: String,
     pub pg_admin: Option<(String, String)>,
+    pub secured: Option<secured::Secured>,
     shutdown: CancellationToken,
     roles: Vec<JoinHandle<Result<(), RoleError>>>,
     _dir: tempfile::TempDir,
@@ -171,9 +177,21 @@ pub async fn fresh_postgres() -> (String, String, String) {
 pub async fn spawn_app(opts: Options) -> TestApp {
     wxlogin::telemetry::init_with_default("warn");
     let dir = tempfile::tempdir().expect("temp dir");
-    let nats = NatsServer::start_temporary()
-        .await
-        .expect("start nats-server");
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let (nats, secured) = if opts.secured {
+        let named = Settings {
+            nats_prefix: prefix.clone(),
+            ..Settings::default()
+        };
+        let topology = wxlogin::contract::topology::Topology::from_settings(&named);
+        let (nats, secured) = secured::Secured::start(&topology).await;
+        (nats, Some(secured))
+    } else {
+        let nats = NatsServer::start_temporary()
+            .await
+            .expect("start nats-server");
+        (nats, None)
+    };
     let sim = sim::spawn(opts.sim.clone()).await.expect("start simulator");
     let (db_url, pg_admin) = match opts.db {
         Db::Sqlite => (
@@ -190,7 +208,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     };
     let mut settings = Settings {
         nats_url: nats.url().to_string(),
-        nats_prefix: format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        nats_prefix: prefix,
         database_url: db_url.clone(),
         wechat_base_url: sim.base_url(),
         wechat_timeout_ms: opts.wechat_timeout.as_millis() as u64,
@@ -202,6 +220,17 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     if let Some(tweak) = &opts.tweak.0 {
         tweak(&mut settings);
     }
+    let as_role = |identity| match &secured {
+        Some(s) => s.settings_for(&settings, identity),
+        None => settings.clone(),
+    };
+    use wxlogin::contract::access::Identity;
+    let (ingress_settings, worker_settings, upserter_settings) = (
+        as_role(Identity::Ingress),
+        as_role(Identity::Worker),
+        as_role(Identity::Upserter),
+    );
+    settings = as_role(Identity::Admin);
     let keyring = test_keyring();
     let apps = vec![App {
         appid: APPID.into(),
@@ -212,11 +241,13 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     wxlogin::upsert::db::migrate(&db_url)
         .await
         .expect("migrate");
+    // As `wxlogin migrate` does before the roles start: their NATS users may not create.
+    roles::migrate_nats(&settings).await.expect("migrate NATS");
     let shutdown = CancellationToken::new();
     let mut handles = Vec::new();
     {
         let (s, k, a, sd) = (
-            settings.clone(),
+            ingress_settings,
             keyring.clone(),
             apps.clone(),
             shutdown.clone(),
@@ -227,7 +258,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     }
     {
         let (s, k, a, sd) = (
-            settings.clone(),
+            worker_settings,
             keyring.clone(),
             apps.clone(),
             shutdown.clone(),
@@ -237,7 +268,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         ));
     }
     {
-        let (s, sd) = (settings.clone(), shutdown.clone());
+        let (s, sd) = (upserter_settings, shutdown.clone());
         handles.push(tokio::spawn(async move { roles::upserter(&s, sd).await }));
     }
     let app = TestApp {
@@ -252,6 +283,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         settings,
         db_url,
         pg_admin,
+        secured,
         shutdown,
         roles: handles,
         _dir: dir,

@@ -19,6 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 /// A private CA (self-signed) and a server certificate for 127.0.0.1 issued by it.
 pub struct Pki {
     pub ca_pem: String,
+    /// The server certificate and its key as PEM, for servers that read files (nats-server).
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
     server_cert: rustls::pki_types::CertificateDer<'static>,
     server_key: PrivateKeyDer<'static>,
 }
@@ -37,6 +40,8 @@ pub fn pki() -> Pki {
     let leaf = leaf.signed_by(&key, &ca).unwrap();
     Pki {
         ca_pem: ca.pem(),
+        server_cert_pem: leaf.pem(),
+        server_key_pem: key.serialize_pem(),
         server_cert: leaf.der().clone(),
         server_key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
     }

@@ -1,0 +1,237 @@
+//! Who may do what in NATS: the four identities a deployment's processes connect as, the
+//! subjects each may publish and subscribe to under the deployment's prefix, and each one's
+//! inbox prefix. The one home of these permissions: `wxlogin nats auth` writes them into the
+//! server's authorization block, and the tests run the pipeline under them.
+//!
+//! Least privilege, role by role (what each one's code does, nothing more):
+//! - **ingress**: publishes codes and learnt unionids, reads and writes sessions, reads the
+//!   ledger and results, listens for replies and for a code's result;
+//! - **worker**: takes codes from its durable consumer, writes the ledger and the quota
+//!   schedule (and watches it), publishes results, replies and parked codes;
+//! - **upserter**: takes results from its durable consumer (and reads the stream once to
+//!   backfill an upgrade), parks what it cannot apply;
+//! - **admin** (`wxlogin migrate`, `up`, `replay`, `parked`): creates and changes the streams,
+//!   buckets and consumers, and may do what the others do.
+//!
+//! Nobody but the ingress may write a session or read a reply; nobody but a worker may write a
+//! result of a code, a claim or the quota; no role but admin may create or change anything.
+
+use std::fmt;
+
+use super::topology::Topology;
+
+/// An identity a process connects to NATS as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Identity {
+    Admin,
+    Ingress,
+    Worker,
+    Upserter,
+}
+
+impl Identity {
+    pub const ALL: [Identity; 4] = [
+        Identity::Admin,
+        Identity::Ingress,
+        Identity::Worker,
+        Identity::Upserter,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Identity::Admin => "admin",
+            Identity::Ingress => "ingress",
+            Identity::Worker => "worker",
+            Identity::Upserter => "upserter",
+        }
+    }
+
+    /// Only the admin creates or changes streams, buckets and consumers.
+    pub fn may_change_topology(self) -> bool {
+        self == Identity::Admin
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Subjects an identity may publish and subscribe to (NATS wildcards).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+}
+
+impl Topology {
+    /// Where `identity`'s request replies arrive: each identity has its own, and may subscribe
+    /// to nothing else under `_INBOX`, so no role reads another's replies.
+    pub fn inbox_prefix(&self, identity: Identity) -> String {
+        format!("_INBOX.{}.{identity}", self.prefix)
+    }
+
+    /// Every stream wxlogin keeps, the buckets' own (`KV_…`) included.
+    fn all_streams(&self) -> [String; 6] {
+        [
+            self.codes_stream(),
+            self.results_stream(),
+            self.parked_stream(),
+            kv_stream(&self.ledger_bucket()),
+            kv_stream(&self.sessions_bucket()),
+            kv_stream(&self.quota_bucket()),
+        ]
+    }
+
+    /// What `identity` may do, under this deployment's prefix only.
+    pub fn permissions(&self, identity: Identity) -> Permissions {
+        let p = &self.prefix;
+        let mut publish = vec!["$JS.API.INFO".to_string()];
+        // Every role binds every stream and bucket at start (their configuration only).
+        publish.extend(
+            self.all_streams()
+                .iter()
+                .map(|s| format!("$JS.API.STREAM.INFO.{s}")),
+        );
+        let mut subscribe = vec![format!("{}.>", self.inbox_prefix(identity))];
+        let (ledger, sessions, quota) = (
+            self.ledger_bucket(),
+            self.sessions_bucket(),
+            self.quota_bucket(),
+        );
+        match identity {
+            Identity::Ingress => {
+                publish.push(format!("{p}.codes.*"));
+                publish.push(format!("{p}.results.*.unionid.*"));
+                publish.extend(kv_write(&sessions));
+                publish.extend(stream_read(&kv_stream(&ledger)));
+                publish.extend(stream_read(&self.results_stream()));
+                subscribe.push(format!("{p}.reply.*"));
+                // A duplicate submission waits on its code's result subject.
+                subscribe.push(format!("{p}.results.*.*"));
+            }
+            Identity::Worker => {
+                publish.extend(consume(&self.codes_stream(), &self.exchange_consumer()));
+                publish.push(format!("{p}.results.*.*"));
+                publish.push(format!("{p}.reply.*"));
+                publish.push(self.parked_subject(super::parked::Stage::Exchange));
+                publish.extend(kv_write(&ledger));
+                publish.extend(stream_read(&self.results_stream()));
+                publish.extend(kv_write(&quota));
+                publish.extend(ordered_read(&kv_stream(&quota)));
+            }
+            Identity::Upserter => {
+                publish.extend(consume(&self.results_stream(), &self.upsert_consumer()));
+                publish.push(self.parked_subject(super::parked::Stage::Upsert));
+                // The backfill of an upgrade reads the results stream once, in order.
+                publish.extend(ordered_read(&self.results_stream()));
+            }
+            Identity::Admin => {
+                for s in self.all_streams() {
+                    publish.extend([
+                        format!("$JS.API.STREAM.*.{s}"),
+                        format!("$JS.API.STREAM.MSG.*.{s}"),
+                        format!("$JS.API.CONSUMER.*.{s}"),
+                        format!("$JS.API.CONSUMER.*.{s}.>"),
+                        format!("$JS.API.CONSUMER.DURABLE.CREATE.{s}.>"),
+                        format!("$JS.API.CONSUMER.MSG.NEXT.{s}.>"),
+                    ]);
+                    publish.extend(stream_read(&s));
+                    publish.extend([format!("$JS.ACK.{s}.>"), format!("$JS.FC.{s}.>")]);
+                }
+                publish.extend(["$JS.API.STREAM.NAMES".into(), "$JS.API.STREAM.LIST".into()]);
+                publish.push(format!("{p}.>"));
+                for b in [&ledger, &sessions, &quota] {
+                    publish.push(format!("$KV.{b}.>"));
+                }
+                // `wxlogin up` runs every role in one process, each with its own inbox.
+                subscribe = vec![format!("_INBOX.{p}.>"), format!("{p}.>")];
+            }
+        }
+        Permissions { publish, subscribe }
+    }
+}
+
+/// The stream behind a KV bucket.
+pub fn kv_stream(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
+/// Reads of single messages: by sequence or last-by-subject, from the leader or any replica.
+fn stream_read(stream: &str) -> [String; 3] {
+    [
+        format!("$JS.API.STREAM.MSG.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}.>"),
+    ]
+}
+
+/// Puts, updates and deletes of a bucket's keys, and reads of them.
+fn kv_write(bucket: &str) -> Vec<String> {
+    let mut subjects = vec![format!("$KV.{bucket}.>")];
+    subjects.extend(stream_read(&kv_stream(bucket)));
+    subjects
+}
+
+/// Pulling from one durable consumer and acknowledging what it delivered.
+fn consume(stream: &str, consumer: &str) -> [String; 3] {
+    [
+        format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+        format!("$JS.ACK.{stream}.{consumer}.>"),
+    ]
+}
+
+/// An ordered (ephemeral) consumer: a KV watch, a replay, a backfill.
+fn ordered_read(stream: &str) -> [String; 4] {
+    [
+        format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+        format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
+        format!("$JS.FC.{stream}.>"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topology() -> Topology {
+        Topology::from_settings(&crate::settings::Settings::default())
+    }
+
+    #[test]
+    fn only_the_ingress_may_write_sessions_and_read_replies() {
+        let t = topology();
+        let sessions = format!("$KV.{}.>", t.sessions_bucket());
+        let replies = format!("{}.reply.*", t.prefix);
+        for id in Identity::ALL {
+            let p = t.permissions(id);
+            let (writes, reads) = (
+                p.publish.contains(&sessions),
+                p.subscribe.contains(&replies),
+            );
+            let expected = matches!(id, Identity::Ingress);
+            assert_eq!(writes, expected, "{id} writing sessions");
+            assert_eq!(reads, expected, "{id} reading replies");
+        }
+    }
+
+    #[test]
+    fn every_identity_has_its_own_inbox_and_no_other_role_may_change_the_topology() {
+        let t = topology();
+        for id in Identity::ALL {
+            let p = t.permissions(id);
+            assert!(p.subscribe.contains(&format!("{}.>", t.inbox_prefix(id))));
+            let creates = p.publish.iter().any(|s| s.starts_with("$JS.API.STREAM.*"));
+            assert_eq!(creates, id.may_change_topology(), "{id}");
+            for s in p.publish.iter().chain(&p.subscribe) {
+                assert!(
+                    s.contains(&t.prefix) || s == "$JS.API.INFO",
+                    "{id}: {s} is outside the prefix"
+                );
+            }
+        }
+    }
+}
