@@ -48,7 +48,7 @@ impl Pipeline {
             nats,
             js,
             handles,
-            clock: Clock::system(),
+            clock: Clock::off_by_ms(settings.test_clock_offset_ms),
         })
     }
 
