@@ -126,7 +126,7 @@ async fn a_pause_by_one_limiter_holds_back_the_others() {
 /// next slot comes within seconds, not in an hour (when every code would have expired), and the pause
 /// it hears of through the watch holds it back for a window at most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_schedule_written_by_a_clock_an_hour_ahead_holds_honest_workers_a_window_at_most() {
+async fn a_schedule_written_by_a_clock_an_hour_ahead_holds_honest_workers_seconds_not_an_hour() {
     let nats = NatsServer::start_temporary().await.unwrap();
     let quota: Quota = "20/2s".parse().unwrap();
     let hour_us = 3_600_000_000;
@@ -152,7 +152,7 @@ async fn a_schedule_written_by_a_clock_an_hour_ahead_holds_honest_workers_a_wind
     let horizon = wxlogin::exchange::budget::horizon(window_us);
     call_slot(&honest, now + horizon + 1_000_000)
         .await
-        .expect("a slot within a window, not an hour away");
+        .expect("a slot within the clamp horizon, not an hour away");
     let waited = Clock::system().now_us() - now;
     println!("an honest worker waited {waited} µs behind a schedule an hour ahead");
     assert!(honest.paused_until_us() <= Clock::system().now_us() + window_us);
