@@ -123,8 +123,8 @@ async fn a_pause_by_one_limiter_holds_back_the_others() {
 
 /// A worker whose clock runs an hour ahead writes the fleet's schedule an hour ahead (its
 /// leases, its 45011 pause). An honest worker reads no more than the clamp's horizon of it: its
-/// next slot comes within seconds, not in an hour (when every code would have expired), and the pause
-/// it hears of through the watch holds it back for a window at most.
+/// next slot comes within seconds, not in an hour (when every code would have expired), and
+/// the pause it hears of through the watch holds it back for a window at most.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_written_by_a_clock_an_hour_ahead_holds_honest_workers_seconds_not_an_hour() {
     let nats = NatsServer::start_temporary().await.unwrap();
