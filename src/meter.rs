@@ -220,6 +220,20 @@ pub fn database_error(place: &'static str) {
 }
 
 /// A NATS operation failed; `place` names the step.
+/// A quota slot not called on: `paused` (a 45011 pause came), `late_lease` (it was already
+/// past when the lease came back), `late_send` (it passed before the call could be sent).
+pub fn quota_slot_given_back(reason: &'static str) {
+    counter!("wxlogin_quota_slots_given_back_total", "reason" => reason).increment(1);
+}
+
+/// The last clock probe: our clock minus the NATS server's, its uncertainty, and whether the
+/// worker refuses quota slots because of it.
+pub fn clock_offset(offset_us: i64, uncertainty_us: i64, refusing: bool) {
+    gauge!("wxlogin_clock_offset_seconds").set(offset_us as f64 / 1e6);
+    gauge!("wxlogin_clock_offset_uncertainty_seconds").set(uncertainty_us as f64 / 1e6);
+    gauge!("wxlogin_clock_skew_refusing").set(if refusing { 1.0 } else { 0.0 });
+}
+
 pub fn nats_error(place: &'static str) {
     counter!("wxlogin_nats_errors_total", "place" => place).increment(1);
 }

@@ -51,7 +51,7 @@ impl Pipeline {
             nats,
             js,
             handles,
-            clock: Clock::system(),
+            clock: Clock::off_by_ms(settings.test_clock_offset_ms),
         })
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::{AcquireError, AppLimiter, Exchanger, claim::Freshness, claim::Held};
+use super::{AcquireError, AppLimiter, Exchanger, claim::Freshness, claim::Held, limiter::Granted};
 use crate::{
     contract::events::{FailureReason, LoginOutcome, LoginRequested},
     wechat::ErrorClass,
@@ -15,8 +15,8 @@ use crate::{
 
 /// Where a step stands after asking for a slot.
 pub(super) enum Slot {
-    /// A slot is ours and the claim is fresh: call now.
-    Call,
+    /// A slot is ours and the claim is fresh: call now, once the slot is confirmed.
+    Call(Granted),
     /// Not yet (the budget or the claim store was unreachable for a moment): ask again.
     Again,
     /// The code is too old to send.
@@ -25,6 +25,9 @@ pub(super) enum Slot {
     Lost,
     /// The worker drains and nothing of this code may have reached WeChat: give it back.
     GiveBack,
+    /// This worker's clock is too far off to take slots: give the code back to the fleet if
+    /// nothing of it may have reached WeChat, else wait for the clock to be fixed.
+    Skewed,
 }
 
 /// Why a step ends without an answer.
@@ -60,14 +63,15 @@ impl Exchanger {
         if self.claim_lost(held) {
             return Slot::Lost;
         }
-        match limiter.acquire(deadline_ms * 1000).await {
-            Ok(()) => {}
+        let granted = match limiter.acquire(deadline_ms * 1000).await {
+            Ok(granted) => granted,
             Err(AcquireError::Expired) => return Slot::Expired,
+            Err(AcquireError::ClockSkewed) => return Slot::Skewed,
             Err(AcquireError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "quota budget unavailable; waiting");
                 return wait().await;
             }
-        }
+        };
         if self.clock.now_ms() >= deadline_ms {
             return Slot::Expired;
         }
@@ -76,10 +80,10 @@ impl Exchanger {
         // NATS trouble), renew now and keep the slot; calling on a claim we cannot renew
         // could race a takeover.
         if self.may_call(held) {
-            return Slot::Call;
+            return Slot::Call(granted);
         }
         match self.renew_now(held).await {
-            Freshness::Fresh if self.may_call(held) => Slot::Call,
+            Freshness::Fresh if self.may_call(held) => Slot::Call(granted),
             Freshness::Fresh => Slot::Again,
             Freshness::Lost => Slot::Lost,
             Freshness::Unavailable(e) => {

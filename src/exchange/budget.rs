@@ -8,15 +8,49 @@
 //! most N calls. A worker that dies wastes at most the slots of its last lease (≤ ~200 ms of
 //! quota) and never overspends; a worker that joins simply starts reserving. A 45011 seen by any
 //! worker moves the schedule past a whole window and every worker learns it from a KV watch.
+//!
+//! The schedule is wall-clock time, so a wrong clock could move it for everyone: whatever is
+//! read from the bucket is clamped ([`Schedule::clamped`]: a pause to a window ahead of our
+//! clock, the next free slot to [`horizon`]), so a worker whose clock ran ahead, or one of an
+//! older version, cannot stall the fleet for longer; records of a fleet gone quiet expire
+//! ([`SCHEDULE_MAX_AGE`]); and each worker measures its own clock against the server's
+//! ([`Budget::server_offset`], judged by [`super::skew`]) before it takes slots.
 
 use crate::clock::Clock;
 use async_nats::jetstream::kv::{self, Operation};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("quota budget unavailable: {0}")]
 pub struct BudgetError(pub String);
+
+/// How long a schedule record (or a worker's clock probe) outlives its last write. A busy fleet
+/// rewrites its record on every lease, so only a quiet bucket ages out; a record expiring while
+/// its times are still ahead would let the next lease overlap slots already handed out, so this
+/// is far longer than any clamped time can be ahead (one window plus a lease; the quota
+/// notation refuses windows longer than a day).
+pub const SCHEDULE_MAX_AGE: Duration = Duration::from_secs(2 * 86_400);
+
+/// Where a worker writes its clock probes: beside the appids' schedules (the workers may write
+/// the bucket anyway), under a prefix no appid has.
+const PROBE_PREFIX: &str = "_clock.";
+
+/// Our clock against the server's, from one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offset {
+    /// Our clock minus the server's (positive: ours is ahead).
+    pub offset_us: i64,
+    /// How far off `offset_us` can be: half the probe's round trip.
+    pub uncertainty_us: i64,
+}
 
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Schedule {
@@ -26,11 +60,37 @@ pub struct Schedule {
     pub paused_until_us: i64,
 }
 
+/// How far ahead of now the fleet's next free slot can honestly be: a 45011 pause (a window),
+/// then the leases workers took after it: at most one per worker at a time, ~200 ms each (a
+/// window's worth each at most when NATS is slow). Two windows and 5 s cover a pause and 25
+/// workers' leases; a time further out is taken for a wrong clock's. (Clamping an honest time
+/// would let a lease overlap slots already handed out, so this errs on the far side.)
+pub fn horizon(window_us: i64) -> i64 {
+    2 * window_us + 5_000_000
+}
+
+impl Schedule {
+    /// The schedule as far as our clock can trust it: a pause at most a window ahead (that is
+    /// how long one lasts), the next free slot at most [`horizon`] ahead. Beyond that the
+    /// time was written by a clock running ahead, and honouring it would stall the fleet.
+    pub fn clamped(self, now_us: i64, window_us: i64) -> Schedule {
+        Schedule {
+            tat_us: self.tat_us.min(now_us + horizon(window_us)),
+            paused_until_us: self.paused_until_us.min(now_us + window_us),
+        }
+    }
+}
+
 /// Slot times are wall-clock microseconds ([`Clock::now_us`]) so machines can share them.
 #[derive(Clone)]
 pub struct Budget {
     kv: kv::Store,
     clock: Clock,
+    /// How long our last schedule write took to be acknowledged: leases start that far ahead,
+    /// so that their first slot is not already late when the lease comes back (slow NATS).
+    lead_us: Arc<AtomicI64>,
+    /// Whether this worker's clock may take slots (see [`super::skew`]).
+    guard: Arc<super::skew::ClockGuard>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> BudgetError {
@@ -40,7 +100,22 @@ fn unavailable(e: impl std::fmt::Display) -> BudgetError {
 impl Budget {
     /// The schedule in `kv`, read against `clock`.
     pub fn new(kv: kv::Store, clock: Clock) -> Self {
-        Budget { kv, clock }
+        Budget {
+            kv,
+            clock,
+            lead_us: Arc::new(AtomicI64::new(0)),
+            guard: Arc::new(super::skew::ClockGuard::default()),
+        }
+    }
+
+    /// How long our last schedule write took to be acknowledged (µs).
+    pub fn lead_us(&self) -> i64 {
+        self.lead_us.load(Ordering::Relaxed)
+    }
+
+    /// Whether this worker's clock is honest enough to take slots.
+    pub fn guard(&self) -> &super::skew::ClockGuard {
+        &self.guard
     }
 
     /// The clock the schedule is read against.
@@ -69,23 +144,32 @@ impl Budget {
             let (current, revision) = self.read(appid).await?;
             let (next, out) = change(current, self.clock.now_us());
             let bytes: bytes::Bytes = serde_json::to_vec(&next).expect("serializes").into();
+            let sent = Instant::now();
             match self.kv.update(appid, bytes, revision).await {
-                Ok(_) => return Ok(out),
+                Ok(_) => {
+                    let took = sent.elapsed().as_micros() as i64;
+                    self.lead_us.store(took, Ordering::Relaxed);
+                    return Ok(out);
+                }
                 Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(unavailable(e)),
             }
         }
     }
 
-    /// Reserves `k` call slots `spacing_us` apart; returns their times (µs).
+    /// Reserves `k` call slots `spacing_us` apart; returns their times (µs). Times read from the
+    /// bucket are [clamped](Schedule::clamped) against our clock and the quota's `window_us`.
     pub async fn reserve(
         &self,
         appid: &str,
         k: u32,
         spacing_us: i64,
+        window_us: i64,
     ) -> Result<Vec<i64>, BudgetError> {
+        let lead = self.lead_us.load(Ordering::Relaxed).clamp(0, window_us);
         self.modify(appid, |s, now| {
-            let start = s.tat_us.max(now).max(s.paused_until_us);
+            let s = s.clamped(now, window_us);
+            let start = s.tat_us.max(now + lead).max(s.paused_until_us);
             let slots: Vec<i64> = (0..k as i64).map(|i| start + i * spacing_us).collect();
             let next = Schedule {
                 tat_us: start + k as i64 * spacing_us,
@@ -99,6 +183,7 @@ impl Budget {
     /// WeChat answered 45011: nobody in the fleet calls for this app until `window_us` passed.
     pub async fn pause(&self, appid: &str, window_us: i64) -> Result<i64, BudgetError> {
         self.modify(appid, |s, now| {
+            let s = s.clamped(now, window_us);
             let until = s.paused_until_us.max(now + window_us);
             let next = Schedule {
                 tat_us: s.tat_us.max(until),
@@ -109,6 +194,32 @@ impl Budget {
         .await
     }
 
+    /// Measures our clock against the server's: writes this worker's probe key and reads back
+    /// the time the server stamped on that very revision (by revision, so a lagging replica
+    /// cannot answer with an older probe). The server stamped it between our send and the
+    /// acknowledgement, so the midpoint is the estimate and half the round trip its bound.
+    pub async fn server_offset(&self, worker: &str) -> Result<Offset, BudgetError> {
+        let key = format!("{PROBE_PREFIX}{worker}");
+        let (sent_us, sent) = (self.clock.now_us(), Instant::now());
+        let revision = self
+            .kv
+            .put(&key, bytes::Bytes::new())
+            .await
+            .map_err(unavailable)?;
+        let round_trip_us = sent.elapsed().as_micros() as i64;
+        let entry = self
+            .kv
+            .entry_for_revision(&key, revision)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| BudgetError("the clock probe is not readable yet".into()))?;
+        let server_us = (entry.created.unix_timestamp_nanos() / 1000) as i64;
+        Ok(Offset {
+            offset_us: sent_us + round_trip_us / 2 - server_us,
+            uncertainty_us: round_trip_us / 2 + 1,
+        })
+    }
+
     /// Calls `on_pause(appid, paused_until_us)` for each app's current schedule, then for every
     /// change in the bucket, until the watch ends. Starting from the current schedules, a watch
     /// started again after a gap learns the pauses recorded during it.
@@ -116,6 +227,7 @@ impl Budget {
         let mut watch = self.kv.watch_with_history(">").await.map_err(unavailable)?;
         while let Some(entry) = watch.next().await {
             let Ok(entry) = entry else { continue };
+            // (Clock probes are empty: they are no schedule.)
             if let Ok(s) = serde_json::from_slice::<Schedule>(&entry.value) {
                 on_pause(&entry.key, s.paused_until_us);
             }

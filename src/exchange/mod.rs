@@ -10,6 +10,7 @@ mod claim;
 pub mod limiter;
 mod record;
 mod run;
+pub mod skew;
 
 use crate::clock::Clock;
 use crate::contract::AppId;
@@ -326,11 +327,27 @@ impl Exchanger {
                 slot = self.slot(limiter, deadline, held) => slot,
             };
             match slot {
-                Slot::Call => {}
+                // The last look before the send: a round trip since the slot (a renewal over a
+                // slow NATS) may have made it late, and a late call could bunch with the next
+                // slot's. Then the slot is given back and the step takes another.
+                Slot::Call(granted) => {
+                    if let Err(late) = limiter.confirm(granted) {
+                        tracing::debug!(late_us = late.late_us, "slot passed before the send");
+                        continue;
+                    }
+                }
                 Slot::Again => continue,
                 Slot::Expired => return expired(calls),
                 Slot::Lost => return Err(Stopped::Lost),
                 Slot::GiveBack => return Err(Stopped::GiveBack),
+                Slot::Skewed if !ambiguous => return Err(Stopped::GiveBack),
+                Slot::Skewed => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    if self.clock.now_ms() >= deadline {
+                        return expired(calls);
+                    }
+                    continue;
+                }
             }
             calls += 1;
             match self

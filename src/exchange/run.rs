@@ -28,7 +28,26 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
     let slots = Arc::new(Semaphore::new(concurrency));
+    // Our clock against the server's, before the first code and then all along: a worker whose
+    // clock is too far off takes no codes (they go to the others) until it is fixed.
+    let worker = uuid::Uuid::new_v4().simple().to_string();
+    let budget = exchanger.budget.clone();
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = super::skew::check(&budget, &worker) => {}
+    }
+    let _clock = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(super::skew::watch(
+        budget.clone(),
+        worker,
+    )));
     while !shutdown.is_cancelled() {
+        if budget.guard().refuses() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = budget.guard().admits() => {}
+            }
+            continue;
+        }
         let free = slots.available_permits();
         if free == 0 {
             tokio::select! {

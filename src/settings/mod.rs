@@ -129,6 +129,9 @@ pub struct Settings {
     pub max_inflight_logins: usize,
     /// Where a worker or upserter process serves `/metrics` (the ingress uses its own port).
     pub metrics_addr: Option<SocketAddr>,
+    /// Tests only: the process's clock runs this far off the system's (a machine whose clock
+    /// is wrong), to show what a worker does about it. 0 in every real deployment.
+    pub test_clock_offset_ms: i64,
 }
 
 /// A quota, or nothing when unset, empty or `off`.
@@ -139,6 +142,9 @@ fn optional_quota<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Quota
         Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
     }
 }
+
+/// The largest test clock offset, either way: a day.
+const MAX_TEST_CLOCK_OFFSET_MS: i64 = 86_400_000;
 
 impl Default for Settings {
     /// The embedded defaults alone.
@@ -233,6 +239,13 @@ impl Settings {
             return bad(format!(
                 "upsert_batch ({}) must be at most {MAX_UPSERT_BATCH} (one statement per batch)",
                 self.upsert_batch
+            ));
+        }
+        // (A day either way is more than any test needs, and keeps the arithmetic far from
+        // overflowing.)
+        if self.test_clock_offset_ms.abs() > MAX_TEST_CLOCK_OFFSET_MS {
+            return bad(format!(
+                "test_clock_offset_ms must be within ±{MAX_TEST_CLOCK_OFFSET_MS} (and 0 outside tests)"
             ));
         }
         if self.body_timeout_ms == 0 || self.max_inflight_logins == 0 {

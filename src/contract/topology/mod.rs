@@ -314,6 +314,7 @@ impl Topology {
                 bucket: self.quota_bucket(),
                 description: "wxlogin: the fleet's code2Session schedule per appid".into(),
                 history: 1,
+                max_age: crate::exchange::budget::SCHEDULE_MAX_AGE,
                 storage: StorageType::File,
                 num_replicas: self.replicas,
                 ..Default::default()

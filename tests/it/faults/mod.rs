@@ -2,18 +2,100 @@
 //! against a test's own nats-server, simulator and SQLite database, with faults injected while
 //! logins are running. Each test prints its figures. Accepted logins are never lost.
 
+mod clocks;
 mod database;
 mod outages;
 mod shutdown;
+mod slow_nats;
 
 use std::{sync::Arc, time::Duration};
 
 use crate::helpers::fleet::{Fleet, FleetOptions, terminate};
 use sea_orm::{Database, EntityTrait};
+use tokio::process::Child;
 use wxlogin::upsert::users;
 use wxlogin_sim::Faults;
 
 const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A fleet without workers (the test adds them, each with settings of its own) in front of a
+/// simulator that enforces `quota` (45011 beyond it) and measures its windows.
+async fn quota_fleet(quota: &str, ack_wait_secs: u64) -> Fleet {
+    let quota: wxlogin::quota::Quota = quota.parse().unwrap();
+    let mut sim = FleetOptions::default().sim;
+    sim.app_quota = Some(wxlogin_sim::Quota {
+        calls: quota.calls,
+        window: quota.window,
+    });
+    Fleet::start(FleetOptions {
+        workers: 0,
+        quota,
+        sim,
+        ack_wait_secs,
+        ..FleetOptions::default()
+    })
+    .await
+}
+
+/// A worker process of a test's own, serving its metrics.
+struct Worker {
+    _process: Child,
+    metrics_port: u16,
+}
+
+impl Worker {
+    /// Starts worker `i` of `fleet` with `own` settings over the fleet's.
+    fn spawn(fleet: &mut Fleet, i: usize, own: &[(&str, String)]) -> Worker {
+        let metrics_port = crate::helpers::free_port();
+        let mut env = vec![("WXLOGIN_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))];
+        env.extend(own.iter().cloned());
+        Worker {
+            _process: fleet.spawn_worker_with(i, &env),
+            metrics_port,
+        }
+    }
+
+    /// Its `GET /metrics` page.
+    async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        reqwest::get(url).await.unwrap().text().await.unwrap()
+    }
+}
+
+/// The simulator's calls kept within `quota_calls` in every window, with no 45011, and every
+/// one of `logins` answered `200`.
+fn assert_quota_held_and_all_answered(
+    fleet: &Fleet,
+    report: &crate::helpers::fleet::Report,
+    stats: &wxlogin_sim::SimStats,
+    quota_calls: u64,
+    logins: usize,
+) {
+    let app = &stats.apps[crate::helpers::APPID];
+    assert!(
+        app.max_in_window <= quota_calls,
+        "overspent: {}",
+        app.max_in_window
+    );
+    assert_eq!(stats.by_errcode.get(&45011).copied().unwrap_or(0), 0);
+    assert_eq!(
+        report.succeeded,
+        logins,
+        "{report:?}; logs in {:?}",
+        fleet.log_dir()
+    );
+}
+
+/// The sum of every series of metric `name` on a `/metrics` page (0 when it has none).
+fn metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
 
 /// The logins the table holds; 0 while there is no table yet (an upserter waiting for its
 /// database has not migrated it).

@@ -133,7 +133,20 @@ impl Fleet {
 
     /// Another worker process `i`, the caller's to hold (and to stop).
     pub fn spawn_worker(&self, i: usize) -> Child {
-        spawn_role(&self.env, self.dir.path(), "worker", i)
+        self.spawn_worker_with(i, &[])
+    }
+
+    /// Another worker process `i` with settings of its own over the fleet's (a NATS URL through
+    /// a proxy, a clock offset), the caller's to hold.
+    pub fn spawn_worker_with(&self, i: usize, own: &[(&str, String)]) -> Child {
+        let mut env = self.env.clone();
+        env.extend(own.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        spawn_role(&env, self.dir.path(), "worker", i)
+    }
+
+    /// The NATS server's `host:port` (what a proxy in front of it forwards to).
+    pub async fn nats_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.nats.lock().await.port())
     }
 
     async fn wait_ready(&self) {

@@ -20,6 +20,7 @@ use wxlogin_sim::{self as sim, SimApp, SimConfig, SimControl, SimServer};
 
 mod app;
 pub mod fleet;
+pub mod proxy;
 pub mod secured;
 pub mod tls;
 pub mod up;
