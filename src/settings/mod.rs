@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::contract::AppId;
-use crate::crypto::sealing::{Keyring, MasterKey};
+use crate::crypto::sealing::{Keyring, MasterKey, SealFormat};
 use crate::ingress::client_ip::TrustedProxies;
 use crate::quota::Quota;
 
@@ -102,6 +102,9 @@ pub struct Settings {
     pub master_key_file: Option<PathBuf>,
     /// Previous master keys (base64, comma-separated) still accepted for reading.
     pub master_keys_previous: Option<SecretString>,
+    /// What new seals and records are written as (and whether first-format codes, session
+    /// records and results are still trusted): see [`SealFormat`].
+    pub seal_format: SealFormat,
     pub exchange_ack_wait_secs: u64,
     /// How long the results stream keeps a result (0: forever). Replays reach back this far.
     pub results_max_age_secs: u64,
@@ -324,7 +327,9 @@ impl Settings {
                 previous.push(parse(k)?);
             }
         }
-        Ok(Some(Keyring::new(primary, previous)))
+        Ok(Some(
+            Keyring::new(primary, previous).writing(self.seal_format),
+        ))
     }
 }
 
