@@ -105,6 +105,10 @@ pub struct Settings {
     /// What new seals and records are written as (and whether first-format codes, session
     /// records and results are still trusted): see [`SealFormat`].
     pub seal_format: SealFormat,
+    /// First-format (unsealed) session records at or below this revision of the sessions
+    /// bucket are believed: the bucket's last sequence, recorded once when `seal_format`
+    /// becomes `v2` (`0`: none; today's sessions are then logged out).
+    pub session_legacy_max_revision: u64,
     pub exchange_ack_wait_secs: u64,
     /// How long the results stream keeps a result (0: forever). Replays reach back this far.
     pub results_max_age_secs: u64,
