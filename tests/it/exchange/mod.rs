@@ -312,6 +312,7 @@ fn success_of(req: &Incoming, login_id: &str, openid: &str) -> LoginResult {
             unionid: None,
             session_key_sealed: "sealed".into(),
         },
+        tag: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! simulator over real HTTP, and the three roles running against them.
 
 mod errors;
+mod forgery;
 mod pressure;
 mod reuse;
 mod tokens;
