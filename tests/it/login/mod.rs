@@ -6,6 +6,7 @@ mod forgery;
 mod pressure;
 mod reuse;
 mod tokens;
+mod upgrade;
 
 use std::time::Duration;
 
