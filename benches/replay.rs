@@ -46,6 +46,7 @@ async fn main() {
                 unionid: Some(format!("u{user:027}")),
                 session_key_sealed: format!("v1.bench0000.{}", "A".repeat(60)),
             },
+            tag: None,
         };
         acks.push(
             js.publish(

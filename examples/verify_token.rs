@@ -28,7 +28,9 @@
 //! ```
 //!
 //! Its tests (`cargo test --example verify_token`) start a real wxlogin in-process (its own
-//! nats-server, SQLite database and WeChat simulator) and check every row of the table above.
+//! nats-server, SQLite database and WeChat simulator) and check every row of the table above,
+//! and that a session record written straight into NATS by someone without wxlogin's master
+//! key is refused: wxlogin vouches only for sessions it sealed itself.
 
 use std::{sync::Arc, time::Duration};
 
@@ -193,6 +195,8 @@ mod tests {
         api: String,
         sim: sim::SimServer,
         shutdown: CancellationToken,
+        /// Where the forger of the last test writes.
+        sessions_bucket: String,
         _nats: NatsServer,
         _dir: tempfile::TempDir,
     }
@@ -221,6 +225,7 @@ mod tests {
             appid: DEMO_APPID.into(),
             secret: SecretString::from(DEMO_SECRET.to_string()),
         }];
+        let sessions_bucket = format!("{}_sessions", settings.nats_prefix);
         let keyring = Arc::new(Keyring::new(MasterKey::generate(), Vec::new()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api = format!("http://{}", listener.local_addr().unwrap());
@@ -239,6 +244,7 @@ mod tests {
                     api,
                     sim,
                     shutdown,
+                    sessions_bucket,
                     _nats: nats,
                     _dir: dir,
                 };
@@ -337,5 +343,37 @@ mod tests {
         let (status, body) = get_orders(&service, Some("wxl_anything")).await;
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["errcode"], -1);
+    }
+
+    #[tokio::test]
+    async fn a_session_record_forged_in_nats_is_refused() {
+        let wxlogin = start_wxlogin().await;
+        let service = start_service(&wxlogin.api).await;
+        // Someone who can write to NATS but lacks the master key puts a record, in the form
+        // records once had (plain JSON), for a token of their choosing and any openid.
+        let token = wxlogin::sessions::new_token();
+        let now = chrono::Utc::now().timestamp_millis();
+        let forged = json!({
+            "v": 1, "appid": DEMO_APPID, "openid": "oSomeoneElse", "unionid": null,
+            "session_key_sealed": "v1.00000000.AAAA", "login_id": "forged",
+            "created_at_ms": now, "expires_at_ms": now + 3_600_000,
+        });
+        let nats = async_nats::connect(wxlogin._nats.url().to_string())
+            .await
+            .unwrap();
+        let bucket = async_nats::jetstream::new(nats)
+            .get_key_value(&wxlogin.sessions_bucket)
+            .await
+            .unwrap();
+        bucket
+            .put(
+                wxlogin::sessions::token_hash(&token),
+                serde_json::to_vec(&forged).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        let (status, body) = get_orders(&service, Some(&token)).await;
+        assert_eq!(status, 401, "the service served a forged session: {body}");
+        wxlogin.shutdown.cancel();
     }
 }

@@ -184,6 +184,12 @@ impl QuotaUse {
     }
 }
 
+/// Something read from NATS failed authentication and was ignored: `what` is `session`,
+/// `result` or `code` (a forgery, or sealed under a master key this process lacks).
+pub fn untrusted(what: &'static str) {
+    counter!("wxlogin_untrusted_total", "what" => what).increment(1);
+}
+
 /// A worker's reply arrived after its login had been answered 202.
 pub fn late_reply() {
     counter!("wxlogin_late_replies_total").increment(1);

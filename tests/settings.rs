@@ -311,3 +311,23 @@ fn an_upsert_batch_larger_than_one_statement_can_bind_is_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn the_seal_format_defaults_to_v2_reaches_the_keyring_and_refuses_unknown_names() {
+    use wxlogin::crypto::SealFormat;
+    Jail::expect_with(|jail| {
+        jail.set_env(
+            "WXLOGIN_MASTER_KEY",
+            wxlogin::crypto::MasterKey::generate().to_base64(),
+        );
+        let s = load(None)?;
+        assert_eq!(s.seal_format, SealFormat::V2);
+        assert_eq!(s.keyring().unwrap().unwrap().writes(), SealFormat::V2);
+        jail.set_env("WXLOGIN_SEAL_FORMAT", "v1");
+        let s = load(None)?;
+        assert_eq!(s.keyring().unwrap().unwrap().writes(), SealFormat::V1);
+        jail.set_env("WXLOGIN_SEAL_FORMAT", "v3");
+        assert!(load(None).is_err());
+        Ok(())
+    });
+}

@@ -38,7 +38,9 @@ fn dev_keyring(settings: &Settings) -> anyhow::Result<Arc<Keyring>> {
         file = %path.display(),
         "NO WXLOGIN_MASTER_KEY GIVEN: using a DEVELOPMENT master key. Never run production like this; set WXLOGIN_MASTER_KEY (make one with `wxlogin gen-key`)."
     );
-    Ok(Arc::new(Keyring::new(key, Vec::new())))
+    Ok(Arc::new(
+        Keyring::new(key, Vec::new()).writing(settings.seal_format),
+    ))
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

@@ -66,8 +66,13 @@ impl Pipeline {
         )
     }
 
-    pub fn sessions(&self) -> SessionStore {
-        SessionStore::new(self.handles.sessions.clone(), self.clock)
+    pub fn sessions(&self, keyring: Arc<Keyring>) -> SessionStore {
+        SessionStore::new(
+            self.handles.sessions.clone(),
+            self.clock,
+            keyring,
+            self.settings.session_legacy_max_revision,
+        )
     }
 
     /// Stage 1: the ingress for `apps`. `database`: what `/readyz` reports (it never gates).
@@ -82,8 +87,8 @@ impl Pipeline {
             js: self.js.clone(),
             topology: self.topology.clone(),
             appids: apps.iter().map(|a| a.appid.clone()).collect::<HashSet<_>>(),
+            sessions: self.sessions(keyring.clone()),
             keyring,
-            sessions: self.sessions(),
             ledger: self.ledger(),
             database,
             login_wait: self.settings.login_wait(),

@@ -1,11 +1,12 @@
 //! Cryptography wxlogin owns:
 //! - [`wxbiz`]: WXBizDataCrypt, WeChat's AES-128-CBC encryption of user data under the
 //!   `session_key`, and the `rawData` signature; strict, with the official demo's error codes.
-//! - [`sealing`]: sealing of our own secrets (session keys at rest, secrets in transit) under a
-//!   rotatable master key, with AES-256-GCM and a key id in every sealed text.
+//! - [`sealing`]: sealing of our own secrets (session keys at rest, secrets in transit) and
+//!   authentication tags, under a rotatable master key: XChaCha20-Poly1305 (`v2`), AES-256-GCM
+//!   (`v1`, still opened), and a key id in every sealed text.
 
 pub mod sealing;
 pub mod wxbiz;
 
-pub use sealing::{Keyring, MasterKey, SealError};
+pub use sealing::{Keyring, MasterKey, SealError, SealFormat};
 pub use wxbiz::WxBizError;

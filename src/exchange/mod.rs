@@ -300,10 +300,7 @@ impl Exchanger {
             tracing::error!("this worker has no secret for the app");
             return Ok((failure(40013, FailureReason::Misconfigured), 0));
         };
-        let code = match self
-            .keyring
-            .open_string(&req.code_sealed, req.appid.as_bytes())
-        {
+        let code = match req.open_code(&self.keyring) {
             Ok(code) => code,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the sealed code: master keys differ between ingress and worker?");

@@ -115,7 +115,8 @@ impl Exchanger {
         )
     }
 
-    /// The result of `req`'s login, as it ends now.
+    /// The result of `req`'s login, as it ends now, tagged: every result a worker makes comes
+    /// from here.
     pub(super) fn result_for(
         &self,
         req: &LoginRequested,
@@ -131,6 +132,8 @@ impl Exchanger {
             finished_at_ms: self.clock.now_ms(),
             upstream_calls,
             outcome,
+            tag: None,
         }
+        .tagged(&self.keyring)
     }
 }

@@ -34,7 +34,7 @@ use super::{
 };
 use crate::{
     contract::events::{
-        self, FailureReason, LOGIN_REQUESTED_V1, LoginOutcome, LoginRequested, LoginResult,
+        self, FailureReason, LOGIN_REQUESTED_V1, LoginOutcome, LoginRequested, LoginResult, Trust,
     },
     sessions::{self, Lookup, SessionRecord},
     settings::PUBLISH_TIMEOUT,
@@ -169,14 +169,15 @@ async fn login(
 
 /// Publishes the code; `Ok(true)` when JetStream says this code was already submitted.
 async fn publish(ingress: &Ingress, ticket: &Ticket, code: &str) -> Result<bool, String> {
-    let event = LoginRequested {
+    let mut event = LoginRequested {
         v: LOGIN_REQUESTED_V1,
         login_id: ticket.login_id.clone(),
         appid: ticket.appid.clone(),
-        code_sealed: ingress.keyring.seal_str(code, ticket.appid.as_bytes()),
+        code_sealed: String::new(),
         code_key: ticket.code_key.clone(),
         received_at_ms: ticket.received_at_ms,
     };
+    event.seal_code(&ingress.keyring, code);
     let headers = headers::for_code(&event, &ingress.reply_subject);
     let subject = ingress.topology.code_subject(&ticket.appid);
     let ack = publish_acked(ingress, subject, headers, events::encode(&event)).await?;
@@ -284,6 +285,17 @@ pub(super) async fn answer(
     result: &LoginResult,
     if_store_down: IfStoreDown,
 ) -> Result<Response, ApiError> {
+    // Only a result a worker wrote, for this ticket's code: NATS carries it, and whoever can
+    // publish there could otherwise name any openid. Not a reuse: the code's real result may
+    // still come (the reply path) or be the ledger's (after a forged reply); never a session.
+    if result.trust(&ingress.keyring) == Trust::Forged
+        || result.code_key != ticket.code_key
+        || result.appid != ticket.appid
+    {
+        crate::meter::untrusted("result");
+        tracing::warn!("a result that fails authentication, or is another code's: ignored");
+        return Err(error::UNAVAILABLE);
+    }
     if !result.answers(&ticket.login_id, ticket.joined) {
         tracing::debug!("the code's result belongs to another login: a reuse");
         return Err(error::CODE_USED);

@@ -34,7 +34,10 @@ use crate::{
     contract::ledger::Ledger,
     contract::topology::Topology,
     contract::{AppId, LoginId},
-    contract::{events::LoginResult, headers},
+    contract::{
+        events::{LoginResult, Trust},
+        headers,
+    },
     crypto::Keyring,
     sessions::SessionStore,
 };
@@ -145,6 +148,17 @@ impl Ingress {
                 continue;
             };
             match LoginResult::decode(&msg.payload) {
+                // Anyone who can publish to the reply subject could send one: a reply that is
+                // not a worker's result for this very login must not take the waiter, or the
+                // real reply would find none (the login then answers 202 and its ticket reads
+                // the ledger). `answer` checks the code too.
+                Ok(result)
+                    if result.login_id.as_str() != login_id
+                        || result.trust(&self.keyring) == Trust::Forged =>
+                {
+                    crate::meter::untrusted("result");
+                    tracing::warn!(%login_id, "a reply that fails authentication ignored");
+                }
                 Ok(result) => match self.waiters.remove(login_id) {
                     Some((_, tx)) => {
                         let _ = tx.send(result);

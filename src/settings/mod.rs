@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::contract::AppId;
-use crate::crypto::sealing::{Keyring, MasterKey};
+use crate::crypto::sealing::{Keyring, MasterKey, SealFormat};
 use crate::ingress::client_ip::TrustedProxies;
 use crate::quota::Quota;
 
@@ -112,6 +112,13 @@ pub struct Settings {
     pub master_key_file: Option<PathBuf>,
     /// Previous master keys (base64, comma-separated) still accepted for reading.
     pub master_keys_previous: Option<SecretString>,
+    /// What new seals and records are written as (and whether first-format codes, session
+    /// records and results are still trusted): see [`SealFormat`].
+    pub seal_format: SealFormat,
+    /// First-format (unsealed) session records at or below this revision of the sessions
+    /// bucket are believed: the bucket's last sequence, recorded once when `seal_format`
+    /// becomes `v2` (`0`: none; today's sessions are then logged out).
+    pub session_legacy_max_revision: u64,
     pub exchange_ack_wait_secs: u64,
     /// How long the results stream keeps a result (0: forever). Replays reach back this far.
     pub results_max_age_secs: u64,
@@ -364,7 +371,9 @@ impl Settings {
                 previous.push(parse(k)?);
             }
         }
-        Ok(Some(Keyring::new(primary, previous)))
+        Ok(Some(
+            Keyring::new(primary, previous).writing(self.seal_format),
+        ))
     }
 }
 

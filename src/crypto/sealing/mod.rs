@@ -1,36 +1,38 @@
-//! Sealing of our own secrets (WeChat session keys at rest, secrets handed between roles) under
-//! a master key, with rotation.
+//! Sealing of our own secrets (WeChat session keys at rest, secrets handed between roles) and
+//! authentication tags over what one role tells another, under a master key, with rotation.
 //!
-//! Format: `v1.<kid>.<base64url-nopad(nonce12 ‖ ciphertext ‖ tag16)>`, AES-256-GCM, a fresh
-//! random 96-bit nonce per seal. The key id lets a [`Keyring`] open texts sealed under an older
-//! master key after rotation (new primary, old keys kept in `previous` until re-sealed).
-//! Random nonces are safe for about 2^32 seals per key; rotate well before that.
+//! Formats, both `<version>.<kid>.<base64url-nopad(nonce ‖ ciphertext ‖ tag16)>`:
+//! - `v2`: XChaCha20-Poly1305 under an HKDF-SHA256 subkey of the master key, a fresh random
+//!   192-bit nonce per seal. Random nonces that long have no practical budget: after 2^64 seals
+//!   under one key the chance that any two share a nonce is about 2^-65 (birthday bound
+//!   n²/2^193), while AES-GCM's 96-bit nonces reach 2^-33 at 2^32 seals.
+//! - `v1`: AES-256-GCM under the master key's bytes, a random 96-bit nonce: safe for about
+//!   2^32 seals per key. Always opened; written only while [`SealFormat::V1`] is configured,
+//!   for a fleet that still runs builds reading only `v1` (a rolling upgrade).
+//!
+//! The key id lets a [`Keyring`] open texts sealed under an older master key after rotation
+//! (new primary, old keys kept in `previous` until re-sealed). Each purpose has its own
+//! associated data (AAD), so a text sealed for one purpose never opens for another.
 
-use std::fmt;
+mod key;
 
 use aes_gcm::{
-    Aes256Gcm, Nonce,
-    aead::{Aead, KeyInit, Payload},
+    Aes256Gcm,
+    aead::{Aead, KeyInit, Nonce, Payload},
 };
-use base64::{
-    Engine as _,
-    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
-};
-use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, Zeroizing};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use chacha20poly1305::XChaCha20Poly1305;
+use serde::Deserialize;
 
-const VERSION: &str = "v1";
-const NONCE_LEN: usize = 12;
+pub use key::MasterKey;
+
 const TAG_LEN: usize = 16;
-const KID_LEN: usize = 8;
-/// Domain separation, so the key id can never be mistaken for any other hash of the key.
-const KID_CONTEXT: &[u8] = b"wxlogin-master-key-id";
 
 /// What went wrong sealing or opening. Never carries key or plaintext material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
-    /// Not `v1.<8 hex>.<base64url>` with room for a nonce and a tag, or not UTF-8 when a string
-    /// was expected.
+    /// Not `v1|v2.<8 hex>.<base64url>` with room for a nonce and a tag, or not UTF-8 when a
+    /// string was expected.
     #[error("sealed text is malformed")]
     Malformed,
     /// Sealed under a key this keyring does not hold (rotated out, or another deployment's).
@@ -44,70 +46,40 @@ pub enum SealError {
     BadKey,
 }
 
-/// A 256-bit master key. Wiped from memory on drop; `Debug` shows only its key id.
-#[derive(Clone)]
-pub struct MasterKey {
-    bytes: [u8; 32],
-    kid: String,
+/// The format new texts are sealed in (`seal_format` in the settings). Both are always opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SealFormat {
+    /// AES-256-GCM, and the first formats of what is sealed: for a fleet that still runs
+    /// builds that read only these (see `docs/security.md`, "Upgrading the seals").
+    V1,
+    /// XChaCha20-Poly1305, and the bound formats of codes, sessions and results.
+    #[default]
+    V2,
 }
 
-impl MasterKey {
-    /// Parses standard base64 (padding required) of exactly 32 bytes. Surrounding whitespace is
-    /// ignored because keys usually come from files or environment variables with a newline.
-    pub fn from_base64(b64: &str) -> Result<Self, SealError> {
-        let decoded = Zeroizing::new(STANDARD.decode(b64.trim()).map_err(|_| SealError::BadKey)?);
-        let bytes: [u8; 32] = decoded
-            .as_slice()
-            .try_into()
-            .map_err(|_| SealError::BadKey)?;
-        Ok(Self::from_bytes(bytes))
+impl SealFormat {
+    fn tag(self) -> &'static str {
+        match self {
+            SealFormat::V1 => "v1",
+            SealFormat::V2 => "v2",
+        }
     }
 
-    /// A fresh key from the operating system's random number generator.
-    ///
-    /// # Panics
-    /// If the OS RNG fails: no key at all is better than a weak one.
-    pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes).expect("OS random number generator failed");
-        Self::from_bytes(bytes)
+    fn nonce_len(self) -> usize {
+        match self {
+            SealFormat::V1 => 12,
+            SealFormat::V2 => 24,
+        }
     }
 
-    fn from_bytes(bytes: [u8; 32]) -> Self {
-        let digest = Sha256::new()
-            .chain_update(KID_CONTEXT)
-            .chain_update(bytes)
-            .finalize();
-        let mut kid = hex::encode(digest);
-        kid.truncate(KID_LEN);
-        Self { bytes, kid }
-    }
-
-    /// Standard base64, the form [`MasterKey::from_base64`] reads. Handle the result as a secret.
-    pub fn to_base64(&self) -> String {
-        STANDARD.encode(self.bytes)
-    }
-
-    /// First 8 hex digits of sha256("wxlogin-master-key-id" ‖ key): names the key in sealed
-    /// texts and logs without revealing it.
-    pub fn key_id(&self) -> String {
-        self.kid.clone()
-    }
-
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(&self.bytes.into())
-    }
-}
-
-impl Drop for MasterKey {
-    fn drop(&mut self) {
-        self.bytes.zeroize();
-    }
-}
-
-impl fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MasterKey").field("kid", &self.kid).finish()
+    /// The format of a sealed text, from its first part alone (not checked further).
+    pub fn of(sealed: &str) -> Option<SealFormat> {
+        match sealed.split('.').next() {
+            Some("v1") => Some(SealFormat::V1),
+            Some("v2") => Some(SealFormat::V2),
+            _ => None,
+        }
     }
 }
 
@@ -116,11 +88,31 @@ impl fmt::Debug for MasterKey {
 pub struct Keyring {
     primary: MasterKey,
     previous: Vec<MasterKey>,
+    writes: SealFormat,
 }
 
 impl Keyring {
+    /// A ring that seals in the current format ([`SealFormat::V2`]).
     pub fn new(primary: MasterKey, previous: Vec<MasterKey>) -> Self {
-        Self { primary, previous }
+        Self {
+            primary,
+            previous,
+            writes: SealFormat::default(),
+        }
+    }
+
+    /// The same ring, sealing in `format`.
+    pub fn writing(self, format: SealFormat) -> Self {
+        Self {
+            writes: format,
+            ..self
+        }
+    }
+
+    /// The format [`Keyring::seal`] writes; also tells the callers which formats of their own
+    /// records to write and accept (`V1`: the fleet may still run builds of the first formats).
+    pub fn writes(&self) -> SealFormat {
+        self.writes
     }
 
     /// The key id new texts are sealed under.
@@ -128,38 +120,39 @@ impl Keyring {
         self.primary.key_id()
     }
 
-    /// Seals `plaintext` under the primary key, binding `aad` (e.g. `appid:openid`) so the text
-    /// cannot be moved to another record.
+    /// Seals `plaintext` under the primary key in the configured format, binding `aad` (e.g.
+    /// `appid:openid`) so the text cannot be moved to another record.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> String {
+        self.seal_as(self.writes, plaintext, aad)
+    }
+
+    /// [`Keyring::seal`] in a given format.
     ///
     /// # Panics
-    /// If the OS RNG fails, or the plaintext exceeds AES-GCM's 64 GiB limit.
-    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).expect("OS random number generator failed");
-        let ciphertext = self
-            .primary
-            .cipher()
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .expect("AES-GCM only fails for inputs over 64 GiB");
-        let mut body = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-        body.extend_from_slice(&nonce);
+    /// If the OS RNG fails, or the plaintext exceeds the cipher's limit (64 GiB for AES-GCM,
+    /// 256 GiB for XChaCha20-Poly1305).
+    pub fn seal_as(&self, format: SealFormat, plaintext: &[u8], aad: &[u8]) -> String {
+        let mut body = vec![0u8; format.nonce_len()];
+        getrandom::fill(&mut body).expect("OS random number generator failed");
+        let payload = Payload {
+            msg: plaintext,
+            aad,
+        };
+        let ciphertext = crypt(format, &self.primary, &body, payload, true)
+            .expect("sealing only fails for inputs over the cipher's limit");
         body.extend_from_slice(&ciphertext);
         format!(
-            "{VERSION}.{}.{}",
+            "{}.{}.{}",
+            format.tag(),
             self.primary.kid,
             URL_SAFE_NO_PAD.encode(body)
         )
     }
 
-    /// Opens a text sealed by [`Keyring::seal`] under any key of this ring, with the same `aad`.
+    /// Opens a text sealed by [`Keyring::seal`] (either format) under any key of this ring,
+    /// with the same `aad`.
     pub fn open(&self, sealed: &str, aad: &[u8]) -> Result<Vec<u8>, SealError> {
-        let (kid, body) = parse(sealed)?;
+        let (format, kid, body) = parse(sealed)?;
         let mut candidates = std::iter::once(&self.primary)
             .chain(&self.previous)
             .filter(|k| k.kid == kid)
@@ -169,21 +162,14 @@ impl Keyring {
                 kid: kid.to_owned(),
             });
         }
-        let (nonce, ciphertext) = body.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| SealError::Malformed)?;
+        let (nonce, ciphertext) = body.split_at(format.nonce_len());
+        let payload = || Payload {
+            msg: ciphertext,
+            aad,
+        };
         // More than one candidate only on a 32-bit key id collision; try each.
         candidates
-            .find_map(|key| {
-                key.cipher()
-                    .decrypt(
-                        &Nonce::from(nonce),
-                        Payload {
-                            msg: ciphertext,
-                            aad,
-                        },
-                    )
-                    .ok()
-            })
+            .find_map(|key| crypt(format, key, nonce, payload(), false).ok())
             .ok_or(SealError::Invalid)
     }
 
@@ -197,35 +183,83 @@ impl Keyring {
         String::from_utf8(self.open(sealed, aad)?).map_err(|_| SealError::Malformed)
     }
 
-    /// Whether `sealed` was sealed under an older key and should be re-sealed (after rotation).
-    /// Malformed texts answer `false`: [`Keyring::open`] will report them.
+    /// An authentication tag over `aad` (a `v2` seal of nothing): whoever lacks the master key
+    /// cannot make one, and it verifies only for the same `aad`. Always `v2`: only builds that
+    /// read `v2` look for tags.
+    pub fn tag(&self, aad: &[u8]) -> String {
+        self.seal_as(SealFormat::V2, b"", aad)
+    }
+
+    /// Checks a [`Keyring::tag`] over `aad`.
+    pub fn verify_tag(&self, tag: &str, aad: &[u8]) -> Result<(), SealError> {
+        if SealFormat::of(tag) != Some(SealFormat::V2) {
+            return Err(SealError::Malformed);
+        }
+        match self.open(tag, aad)?.is_empty() {
+            true => Ok(()),
+            false => Err(SealError::Invalid),
+        }
+    }
+
+    /// Whether `sealed` should be sealed again: under an older key (after rotation), or in an
+    /// older format than the ring writes. Malformed texts answer `false`: [`Keyring::open`]
+    /// will report them.
     pub fn needs_reseal(&self, sealed: &str) -> bool {
-        parse(sealed).is_ok_and(|(kid, _)| kid != self.primary.kid)
+        parse(sealed).is_ok_and(|(format, kid, _)| {
+            kid != self.primary.kid || (format == SealFormat::V1 && self.writes == SealFormat::V2)
+        })
     }
 }
 
-/// Splits `v1.<kid>.<body>` and decodes the body; checks only shape, never keys.
-fn parse(sealed: &str) -> Result<(&str, Vec<u8>), SealError> {
+/// Encrypts (`seal`) or decrypts one payload in `format` under `key`'s key for that format.
+fn crypt(
+    format: SealFormat,
+    key: &MasterKey,
+    nonce: &[u8],
+    payload: Payload<'_, '_>,
+    seal: bool,
+) -> Result<Vec<u8>, SealError> {
+    match format {
+        SealFormat::V1 => {
+            let cipher = Aes256Gcm::new(&key.bytes.into());
+            let nonce = Nonce::<Aes256Gcm>::try_from(nonce).map_err(|_| SealError::Malformed)?;
+            match seal {
+                true => cipher.encrypt(&nonce, payload),
+                false => cipher.decrypt(&nonce, payload),
+            }
+        }
+        SealFormat::V2 => {
+            let cipher = XChaCha20Poly1305::new(&key.v2.into());
+            let nonce =
+                Nonce::<XChaCha20Poly1305>::try_from(nonce).map_err(|_| SealError::Malformed)?;
+            match seal {
+                true => cipher.encrypt(&nonce, payload),
+                false => cipher.decrypt(&nonce, payload),
+            }
+        }
+    }
+    .map_err(|_| SealError::Invalid)
+}
+
+/// Splits `<version>.<kid>.<body>` and decodes the body; checks only shape, never keys.
+fn parse(sealed: &str) -> Result<(SealFormat, &str, Vec<u8>), SealError> {
     let mut parts = sealed.split('.');
     let (Some(version), Some(kid), Some(body), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(SealError::Malformed);
     };
-    let kid_ok = kid.len() == KID_LEN
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if version != VERSION || !kid_ok {
+    let format = SealFormat::of(version).ok_or(SealError::Malformed)?;
+    if !key::is_key_id(kid) {
         return Err(SealError::Malformed);
     }
     let body = URL_SAFE_NO_PAD
         .decode(body)
         .map_err(|_| SealError::Malformed)?;
-    if body.len() < NONCE_LEN + TAG_LEN {
+    if body.len() < format.nonce_len() + TAG_LEN {
         return Err(SealError::Malformed);
     }
-    Ok((kid, body))
+    Ok((format, kid, body))
 }
 
 #[cfg(test)]

@@ -100,15 +100,18 @@ async fn rig_with_clock(clock: Clock) -> Rig {
 }
 
 fn request(rig: &Rig, login_id: &str, code: &str) -> Incoming {
+    let mut request = LoginRequested {
+        v: LOGIN_REQUESTED_V1,
+        login_id: login_id.into(),
+        appid: APPID.into(),
+        code_sealed: String::new(),
+        code_key: CodeKey::of(&APPID.into(), code),
+        received_at_ms: Clock::system().now_ms(),
+    };
+    // As the ingress seals it: bound to this login and code key.
+    request.seal_code(&rig.exchanger.keyring, code);
     Incoming {
-        request: LoginRequested {
-            v: LOGIN_REQUESTED_V1,
-            login_id: login_id.into(),
-            appid: APPID.into(),
-            code_sealed: rig.exchanger.keyring.seal_str(code, APPID.as_bytes()),
-            code_key: CodeKey::of(&APPID.into(), code),
-            received_at_ms: Clock::system().now_ms(),
-        },
+        request,
         reply: None,
     }
 }
@@ -312,6 +315,7 @@ fn success_of(req: &Incoming, login_id: &str, openid: &str) -> LoginResult {
             unionid: None,
             session_key_sealed: "sealed".into(),
         },
+        tag: None,
     }
 }
 

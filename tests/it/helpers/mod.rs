@@ -232,7 +232,8 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         as_role(Identity::Upserter),
     );
     settings = as_role(Identity::Admin);
-    let keyring = test_keyring();
+    // Writing what the settings say, as `Settings::keyring` would.
+    let keyring = Arc::new((*test_keyring()).clone().writing(settings.seal_format));
     let apps = vec![App {
         appid: APPID.into(),
         secret: SecretString::from(opts.worker_secret.clone()),

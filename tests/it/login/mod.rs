@@ -2,9 +2,11 @@
 //! simulator over real HTTP, and the three roles running against them.
 
 mod errors;
+mod forgery;
 mod pressure;
 mod reuse;
 mod tokens;
+mod upgrade;
 
 use std::time::Duration;
 

@@ -31,7 +31,7 @@ pub async fn a_login_answers_a_token_that_me_accepts_and_the_user_is_recorded(db
     assert_eq!(u.unionid.as_deref(), me["unionid"].as_str());
     assert_eq!(u.login_count, 1);
     // Only sealed: the simulator's 24-char base64 session_key is nowhere in the row.
-    assert!(u.session_key_sealed.starts_with("v1."));
+    assert!(u.session_key_sealed.starts_with("v2."));
     app.stop().await;
 }
 

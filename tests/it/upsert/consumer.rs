@@ -30,6 +30,7 @@ fn result_for(openid: &str, v: u32) -> LoginResult {
             unionid: None,
             session_key_sealed: "sealed".into(),
         },
+        tag: None,
     }
 }
 

@@ -89,6 +89,7 @@ async fn an_upgrade_from_the_first_table_format_loses_and_repeats_nothing(db: Db
                 unionid: None,
                 session_key_sealed: format!("k{n}"),
             },
+            tag: None,
         };
         let subject = topology.result_subject(&result.appid, &result.code_key);
         js.publish(subject, events::encode(&result))

@@ -1,7 +1,8 @@
 //! Our own session tokens ("3rd session"): 256 random bits from the OS generator, handed to the
 //! client once and stored only as a SHA-256 hash in a NATS KV bucket that every ingress process
 //! reads — so a logout is seen everywhere at once, and expiry is both checked on read and
-//! enforced by the bucket's max age.
+//! enforced by the bucket's max age. Records are sealed under the master key and bound to the
+//! token's hash ([`stored`]): a writer to the bucket without the key cannot make a session.
 
 use crate::clock::Clock;
 use crate::contract::{AppId, LoginId};
@@ -11,6 +12,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::contract::leader;
+use crate::crypto::Keyring;
+use std::sync::Arc;
+
+mod stored;
+use stored::Stored;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -18,6 +24,10 @@ pub enum SessionError {
     Unavailable(String),
     #[error("session record is corrupt")]
     Corrupt,
+    /// Sealed but does not open here, or in the first format after the cutover: written by
+    /// someone without the master key (or under a key this process no longer holds).
+    #[error("session record failed authentication")]
+    Forged,
 }
 
 /// Tokens start with this so secret scanners can recognise a leaked one.
@@ -74,6 +84,11 @@ pub struct SessionStore {
     kv: kv::Store,
     /// What "expired" is read against.
     clock: Clock,
+    /// Seals records, and says which format to write.
+    keyring: Arc<Keyring>,
+    /// First-format records at or below this bucket revision are believed (`0`: none, unless
+    /// the fleet still writes them): `session_legacy_max_revision`.
+    legacy_max_revision: u64,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> SessionError {
@@ -81,8 +96,49 @@ fn unavailable(e: impl std::fmt::Display) -> SessionError {
 }
 
 impl SessionStore {
-    pub fn new(kv: kv::Store, clock: Clock) -> Self {
-        SessionStore { kv, clock }
+    pub fn new(
+        kv: kv::Store,
+        clock: Clock,
+        keyring: Arc<Keyring>,
+        legacy_max_revision: u64,
+    ) -> Self {
+        SessionStore {
+            kv,
+            clock,
+            keyring,
+            legacy_max_revision,
+        }
+    }
+
+    /// The record stored under `key` at `revision`, if it is believed, and its revision now: a
+    /// believed record of the first format is sealed again (compare-and-set: a logout that got
+    /// there first stands).
+    async fn believe(
+        &self,
+        key: &str,
+        value: &[u8],
+        revision: u64,
+    ) -> Result<(SessionRecord, u64), SessionError> {
+        match stored::decode(&self.keyring, key, value)? {
+            Stored::Sealed(record) => Ok((record, revision)),
+            Stored::Legacy(record)
+                if stored::legacy_believed(&self.keyring, self.legacy_max_revision, revision) =>
+            {
+                if self.keyring.writes() == crate::crypto::SealFormat::V1 {
+                    return Ok((record, revision));
+                }
+                let value = stored::encode(&self.keyring, key, &record);
+                match self.kv.update(key, value, revision).await {
+                    Ok(sealed_at) => Ok((record, sealed_at)),
+                    // Sealed next time; this read still believes what it found.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "a first-format session not sealed yet");
+                        Ok((record, revision))
+                    }
+                }
+            }
+            Stored::Legacy(_) => Err(SessionError::Forged),
+        }
     }
 
     /// Stores the session unless this token was already used or revoked: a ticket polled again
@@ -93,7 +149,7 @@ impl SessionStore {
         record: &SessionRecord,
     ) -> Result<Lookup, SessionError> {
         let key = token_hash(token);
-        let value: bytes::Bytes = serde_json::to_vec(record).expect("serializes").into();
+        let value = stored::encode(&self.keyring, &key, record);
         // `update` at revision 0 succeeds only if the key never had a message — unlike
         // `create`, which overwrites a logout's tombstone.
         match self.kv.update(&key, value, 0).await {
@@ -119,8 +175,19 @@ impl SessionStore {
             None => Ok(Lookup::Missing),
             Some(e) if e.operation != Operation::Put => Ok(Lookup::Revoked),
             Some(e) => {
-                let record: SessionRecord =
-                    serde_json::from_slice(&e.value).map_err(|_| SessionError::Corrupt)?;
+                let record = match self.believe(key, &e.value, e.revision).await {
+                    Ok((record, _)) => record,
+                    // Refused like an unknown token (401): never a session, never a 503 that
+                    // a forger could cause at will.
+                    Err(SessionError::Forged) => {
+                        crate::meter::untrusted("session");
+                        tracing::warn!(
+                            "a session record that fails authentication: written without the master key?"
+                        );
+                        return Ok(Lookup::Missing);
+                    }
+                    Err(e) => return Err(e),
+                };
                 if record.expires_at_ms <= self.clock.now_ms() {
                     Ok(Lookup::Missing)
                 } else {
@@ -147,14 +214,17 @@ impl SessionStore {
         if entry.operation != Operation::Put {
             return Ok(());
         }
-        let mut record: SessionRecord =
-            serde_json::from_slice(&entry.value).map_err(|_| SessionError::Corrupt)?;
+        let (mut record, revision) = match self.believe(&key, &entry.value, entry.revision).await {
+            Ok(found) => found,
+            Err(SessionError::Forged) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if record.unionid.is_some() {
             return Ok(());
         }
         record.unionid = Some(unionid.to_owned());
-        let value: bytes::Bytes = serde_json::to_vec(&record).expect("serializes").into();
-        match self.kv.update(&key, value, entry.revision).await {
+        let value = stored::encode(&self.keyring, &key, &record);
+        match self.kv.update(&key, value, revision).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(()),
             Err(e) => Err(unavailable(e)),

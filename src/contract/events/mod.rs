@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ids::{AppId, CodeKey, LoginId};
+use crate::crypto::{Keyring, SealError, SealFormat};
 
 pub const LOGIN_REQUESTED_V1: u32 = 1;
 pub const LOGIN_RESULT_V1: u32 = 1;
@@ -67,13 +68,42 @@ pub struct LoginRequested {
     pub v: u32,
     pub login_id: LoginId,
     pub appid: AppId,
-    /// The `wx.login()` code, sealed (AAD: the appid).
+    /// The `wx.login()` code, sealed: `v2` texts bound to this login and code key
+    /// ([`LoginRequested::code_aad`]), so a sealed code cannot be replayed under another code
+    /// key (past the ledger) or login; `v1` texts, of the first format, to the appid alone.
     pub code_sealed: String,
     /// Hash of (appid, code): the key of the code ledger and the de-duplication id.
     pub code_key: CodeKey,
     /// When the ingress received the code; it may not be sent upstream after
     /// `received_at_ms + code_ttl`.
     pub received_at_ms: i64,
+}
+
+impl LoginRequested {
+    /// The associated data of a code sealed in `format` for this login.
+    pub fn code_aad(&self, format: SealFormat) -> Vec<u8> {
+        match format {
+            SealFormat::V1 => self.appid.as_bytes().to_vec(),
+            SealFormat::V2 => format!(
+                "wxlogin-code-v2\n{}\n{}\n{}",
+                self.appid, self.code_key, self.login_id
+            )
+            .into_bytes(),
+        }
+    }
+
+    /// Seals `code` into this event, in the ring's format.
+    pub fn seal_code(&mut self, keyring: &Keyring, code: &str) {
+        self.code_sealed = keyring.seal_str(code, &self.code_aad(keyring.writes()));
+    }
+
+    /// Opens the code, under the associated data of the format it was sealed in. `v1` codes
+    /// are opened in every mode: they come from ingresses not yet writing `v2` during an
+    /// upgrade, and one replayed later is a code WeChat expired after 5 minutes.
+    pub fn open_code(&self, keyring: &Keyring) -> Result<String, SealError> {
+        let format = SealFormat::of(&self.code_sealed).ok_or(SealError::Malformed)?;
+        keyring.open_string(&self.code_sealed, &self.code_aad(format))
+    }
 }
 
 /// Why a login failed. The errcode tells the client; the reason tells operators.
@@ -121,6 +151,22 @@ pub struct LoginResult {
     pub upstream_calls: u32,
     #[serde(flatten)]
     pub outcome: LoginOutcome,
+    /// A [`Keyring::tag`] over everything above ([`LoginResult::tag_aad`]): who lacks the
+    /// master key cannot make a result an ingress turns into a session, nor move one to another
+    /// login or code. Absent in results of the first format (still read: replays, upserter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// Whether an ingress may act on a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// Its tag verifies: a worker with the master key wrote it, for this login and code.
+    Tagged,
+    /// First format, no tag: trusted only while the fleet writes `v1` (old workers still run).
+    Untagged,
+    /// A tag that does not verify, or no tag where one is required: ignored.
+    Forged,
 }
 
 impl LoginResult {
@@ -135,6 +181,33 @@ impl LoginResult {
 
     pub fn is_success(&self) -> bool {
         matches!(self.outcome, LoginOutcome::Success { .. })
+    }
+
+    /// What the tag covers: every field but the tag, as this build serializes them.
+    fn tag_aad(&self) -> Vec<u8> {
+        let mut aad = b"wxlogin-result-v1\n".to_vec();
+        let untagged = LoginResult {
+            tag: None,
+            ..self.clone()
+        };
+        aad.extend_from_slice(&encode(&untagged));
+        aad
+    }
+
+    /// This result, tagged under the ring's primary key.
+    pub fn tagged(mut self, keyring: &Keyring) -> Self {
+        self.tag = None;
+        self.tag = Some(keyring.tag(&self.tag_aad()));
+        self
+    }
+
+    /// Whether an ingress may act on this result (see [`Trust`]).
+    pub fn trust(&self, keyring: &Keyring) -> Trust {
+        match &self.tag {
+            Some(tag) if keyring.verify_tag(tag, &self.tag_aad()).is_ok() => Trust::Tagged,
+            None if keyring.writes() == SealFormat::V1 => Trust::Untagged,
+            _ => Trust::Forged,
+        }
     }
 }
 
@@ -212,89 +285,4 @@ pub fn encode<T: Serialize>(event: &T) -> bytes::Bytes {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn result() -> LoginResult {
-        LoginResult {
-            v: LOGIN_RESULT_V1,
-            login_id: "l1".into(),
-            appid: "wx0123456789abcdef".into(),
-            code_key: "k".into(),
-            received_at_ms: 1,
-            finished_at_ms: 2,
-            upstream_calls: 1,
-            outcome: LoginOutcome::Failure {
-                errcode: 40029,
-                reason: FailureReason::Rejected,
-            },
-        }
-    }
-
-    #[test]
-    fn a_result_round_trips_through_json() {
-        let r = result();
-        assert_eq!(LoginResult::decode(&encode(&r)).unwrap(), r);
-    }
-
-    #[test]
-    fn an_unknown_version_is_refused_by_name() {
-        let mut r = result();
-        r.v = 99;
-        let err = LoginResult::decode(&encode(&r)).unwrap_err();
-        assert!(matches!(err, EventError::UnsupportedVersion(99)));
-    }
-
-    #[test]
-    fn the_results_stream_tells_its_kinds_of_event_apart() {
-        let login = result();
-        assert_eq!(
-            ResultEvent::decode(&encode(&login)).unwrap(),
-            ResultEvent::Login(login)
-        );
-        let learned = UnionidLearned {
-            v: UNIONID_LEARNED_V1,
-            event: UNIONID_LEARNED.into(),
-            login_id: "l1".into(),
-            appid: "wx0123456789abcdef".into(),
-            openid: "o".into(),
-            unionid: "u".into(),
-            session_key_sealed: "s".into(),
-            learned_at_ms: 3,
-        };
-        assert_eq!(
-            ResultEvent::decode(&encode(&learned)).unwrap(),
-            ResultEvent::Unionid(learned)
-        );
-        let newer = ResultEvent::decode(br#"{"v":1,"event":"phone_learned"}"#).unwrap_err();
-        assert!(newer.is_from_a_newer_writer(), "{newer}");
-        let newer = ResultEvent::decode(br#"{"v":2,"event":"unionid_learned"}"#).unwrap_err();
-        assert!(newer.is_from_a_newer_writer(), "{newer}");
-        assert!(
-            !ResultEvent::decode(b"{}")
-                .unwrap_err()
-                .is_from_a_newer_writer()
-        );
-    }
-
-    #[test]
-    fn a_malformed_event_is_described_without_its_values() {
-        let err = LoginResult::decode(br#"{"v":1,"login_id":"l","appid":"wx0123456789abcdef","code_key":"k","received_at_ms":"o-secretish","finished_at_ms":2,"upstream_calls":1,"outcome":"success","openid":"o","unionid":null,"session_key_sealed":"s"}"#).unwrap_err().to_string();
-        assert!(!err.contains("o-secretish"), "{err}");
-        assert!(err.contains("line 1"), "{err}");
-        let missing = LoginResult::decode(br#"{"v":1}"#).unwrap_err().to_string();
-        assert!(missing.contains("missing field"), "{missing}");
-    }
-
-    #[test]
-    fn garbage_is_malformed() {
-        assert!(matches!(
-            LoginResult::decode(b"{\"v\":1"),
-            Err(EventError::Malformed(_))
-        ));
-        assert!(matches!(
-            LoginRequested::decode(b"[]"),
-            Err(EventError::Malformed(_))
-        ));
-    }
-}
+mod tests;
