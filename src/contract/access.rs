@@ -140,7 +140,6 @@ impl Topology {
                     publish.extend(stream_read(&s));
                     publish.extend([format!("$JS.ACK.{s}.>"), format!("$JS.FC.{s}.>")]);
                 }
-                publish.extend(["$JS.API.STREAM.NAMES".into(), "$JS.API.STREAM.LIST".into()]);
                 publish.push(format!("{p}.>"));
                 for b in [&ledger, &sessions, &quota] {
                     publish.push(format!("$KV.{b}.>"));
@@ -202,11 +201,11 @@ mod tests {
     }
 
     #[test]
-    fn only_the_ingress_may_write_sessions_and_read_replies() {
+    fn of_the_roles_only_the_ingress_may_write_sessions_and_read_replies() {
         let t = topology();
         let sessions = format!("$KV.{}.>", t.sessions_bucket());
         let replies = format!("{}.reply.*", t.prefix);
-        for id in Identity::ALL {
+        for id in [Identity::Ingress, Identity::Worker, Identity::Upserter] {
             let p = t.permissions(id);
             let (writes, reads) = (
                 p.publish.contains(&sessions),
@@ -223,7 +222,17 @@ mod tests {
         let t = topology();
         for id in Identity::ALL {
             let p = t.permissions(id);
-            assert!(p.subscribe.contains(&format!("{}.>", t.inbox_prefix(id))));
+            let inboxes: Vec<_> = p
+                .subscribe
+                .iter()
+                .filter(|s| s.starts_with("_INBOX"))
+                .collect();
+            let own = match id {
+                // `up` runs every role in one process, each with its own inbox.
+                Identity::Admin => format!("_INBOX.{}.>", t.prefix),
+                _ => format!("{}.>", t.inbox_prefix(id)),
+            };
+            assert_eq!(inboxes, [&own], "{id}");
             let creates = p.publish.iter().any(|s| s.starts_with("$JS.API.STREAM.*"));
             assert_eq!(creates, id.may_change_topology(), "{id}");
             for s in p.publish.iter().chain(&p.subscribe) {

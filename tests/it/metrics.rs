@@ -95,9 +95,9 @@ async fn an_upserter_run_alone_serves_its_consumer_backlog_on_the_metrics_addr()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = tokio::process::Command::from({
+    let role = |name: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_wxlogin"));
-        c.arg("upserter")
+        c.arg(name)
             .env("WXLOGIN_NATS_URL", nats.url())
             .env("WXLOGIN_NATS_PREFIX", "metricstest")
             .env(
@@ -107,10 +107,17 @@ async fn an_upserter_run_alone_serves_its_consumer_backlog_on_the_metrics_addr()
             .env("WXLOGIN_METRICS_ADDR", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn");
         c
-    })
-    .kill_on_drop(true)
-    .spawn()
-    .unwrap();
+    };
+    // The upserter binds the consumer `wxlogin migrate` makes (its NATS user may not).
+    let migrated = tokio::process::Command::from(role("migrate"))
+        .status()
+        .await
+        .unwrap();
+    assert!(migrated.success(), "wxlogin migrate failed");
+    let mut child = tokio::process::Command::from(role("upserter"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let mut last = String::new();
     for _ in 0..200 {

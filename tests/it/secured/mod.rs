@@ -3,6 +3,7 @@
 //! private CA. The whole pipeline works under those permissions without a single refusal in
 //! the server's log, and each role is refused what another role does (`permissions`).
 
+mod cluster;
 mod loopback;
 mod permissions;
 
