@@ -331,3 +331,28 @@ fn the_seal_format_defaults_to_v2_reaches_the_keyring_and_refuses_unknown_names(
         Ok(())
     });
 }
+
+/// A process has one NATS identity, and a password never crosses the network in the clear.
+#[test]
+fn a_nats_identity_is_one_of_seed_creds_or_user_and_a_password_needs_tls() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("WXLOGIN_NATS_NKEY_FILE", "/run/secrets/worker.nk");
+        assert!(load(None).is_ok());
+        jail.set_env("WXLOGIN_NATS_CREDS_FILE", "/run/secrets/worker.creds");
+        let err = load(None).unwrap_err().to_string();
+        assert!(err.contains("at most one NATS identity"), "{err}");
+        jail.clear_env();
+        jail.set_env("WXLOGIN_NATS_USER", "wxlogin-worker");
+        let err = load(None).unwrap_err().to_string();
+        assert!(err.contains("go together"), "{err}");
+        jail.set_env("WXLOGIN_NATS_PASSWORD_FILE", "/run/secrets/pw");
+        let err = load(None).unwrap_err().to_string();
+        assert!(err.contains("needs TLS"), "{err}");
+        jail.set_env("WXLOGIN_NATS_TLS_CA_FILE", "/etc/wxlogin/nats-ca.pem");
+        assert!(load(None).is_ok());
+        jail.set_env("WXLOGIN_NATS_TLS_CERT_FILE", "/etc/wxlogin/client.pem");
+        let err = load(None).unwrap_err().to_string();
+        assert!(err.contains("nats_tls_key_file"), "{err}");
+        Ok(())
+    });
+}

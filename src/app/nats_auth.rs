@@ -3,7 +3,7 @@
 //! an upgrade changes permissions, not credentials) and the nats-server `authorization` block
 //! that gives each identity's public key exactly its permissions. An operator never writes
 //! permissions by hand; a server takes a new block with `nats-server --signal reload`, without
-//! dropping a connection.
+//! dropping a connection (adding `no_auth_user`, `--transition`, needs a restart instead).
 //!
 //! Plain nkey users in the server's configuration, not operator/JWT mode: one service owns one
 //! account, so JWT mode's strength — accounts and users managed apart from the servers, by

@@ -127,6 +127,23 @@ pub async fn worker(
 
 /// `wxlogin upserter`: applies result events to the user table.
 pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
+    upserter_in(settings, shutdown, Backfill::LeftToMigrate).await
+}
+
+/// Who records the login history an upgrade needs from the results stream: it reads the
+/// stream with a consumer of its own, which only the admin may create (`wxlogin migrate`, and
+/// `wxlogin up`, which runs as the admin).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backfill {
+    Here,
+    LeftToMigrate,
+}
+
+async fn upserter_in(
+    settings: &Settings,
+    shutdown: CancellationToken,
+    backfill: Backfill,
+) -> Result<(), RoleError> {
     let pipeline = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         r = Pipeline::connect(settings, Identity::Upserter) => r?,
@@ -138,7 +155,7 @@ pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Resul
     let Some(consumer) = durable(stream, name, config, &shutdown).await? else {
         return Ok(());
     };
-    let Some(db) = database(&pipeline, &shutdown).await? else {
+    let Some(db) = database(&pipeline, &shutdown, backfill).await? else {
         return Ok(());
     };
     tracing::info!(database = %db::describe_url(&settings.database_url), batch = settings.upsert_batch, "upserter started");
@@ -153,19 +170,26 @@ pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Resul
         .map_err(runtime)
 }
 
-/// The upserter's database, migrated (and backfilled on an upgrade); while it is away the
+/// The upserter's database, migrated (and backfilled on an upgrade, where `backfill` says so:
+/// otherwise such an upgrade is refused, naming `wxlogin migrate`); while it is away the
 /// upserter waits for it (logins go on, their results wait in the stream), for as long as it
 /// takes. A migration that fails is not waited for: it needs an operator. `None` if shut down.
 async fn database(
     pipeline: &Pipeline,
     shutdown: &CancellationToken,
+    backfill: Backfill,
 ) -> Result<Option<sea_orm::DatabaseConnection>, RoleError> {
     let url = &pipeline.settings.database_url;
     let mut wait = std::time::Duration::from_millis(500);
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return Ok(None),
-            r = upsert::prepare(url, &pipeline.js, &pipeline.topology) => r,
+            r = async {
+                match backfill {
+                    Backfill::Here => upsert::prepare(url, &pipeline.js, &pipeline.topology).await,
+                    Backfill::LeftToMigrate => db::connect(url).await.map_err(upsert::UpsertError::Db),
+                }
+            } => r,
         };
         match connected {
             Ok(db) => return Ok(Some(db)),
@@ -217,7 +241,7 @@ pub async fn all_in_one(
             stop_all(ingress(settings, keyring.clone(), apps, listener, shutdown.clone()).await)
         },
         async { stop_all(worker(settings, keyring.clone(), apps, shutdown.clone()).await) },
-        async { stop_all(upserter(settings, shutdown.clone()).await) },
+        async { stop_all(upserter_in(settings, shutdown.clone(), Backfill::Here).await) },
     );
     a.and(b).and(c)
 }

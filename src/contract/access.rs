@@ -6,15 +6,16 @@
 //! Least privilege, role by role (what each one's code does, nothing more):
 //! - **ingress**: publishes codes and learnt unionids, reads and writes sessions, reads the
 //!   ledger and results, listens for replies and for a code's result;
-//! - **worker**: takes codes from its durable consumer, writes the ledger and the quota
-//!   schedule (and watches it), publishes results, replies and parked codes;
-//! - **upserter**: takes results from its durable consumer (and reads the stream once to
-//!   backfill an upgrade), parks what it cannot apply;
+//! - **worker**: takes codes from its durable consumer, writes (and polls) the ledger and the
+//!   quota schedule, publishes results, replies and parked codes;
+//! - **upserter**: takes results from its durable consumer, parks what it cannot apply;
 //! - **admin** (`wxlogin migrate`, `up`, `replay`, `parked`): creates and changes the streams,
 //!   buckets and consumers, and may do what the others do.
 //!
 //! Nobody but the ingress may write a session or read a reply; nobody but a worker may write a
-//! result of a code, a claim or the quota; no role but admin may create or change anything.
+//! result of a code, a claim or the quota; no role but admin may create or change anything —
+//! not even a consumer of its own: whoever may create one may have it deliver the stream's
+//! messages to any subject (nats-io/nats-server#8274, open), past their publish permissions.
 
 use std::fmt;
 
@@ -118,14 +119,16 @@ impl Topology {
                 publish.push(self.parked_subject(super::parked::Stage::Exchange));
                 publish.extend(kv_write(&ledger));
                 publish.extend(stream_read(&self.results_stream()));
+                // The fleet's pauses are polled, not watched: a watch is a consumer of its own,
+                // and whoever may create one may have it deliver to any subject
+                // (nats-io/nats-server#8274). No role but the admin creates consumers.
                 publish.extend(kv_write(&quota));
-                publish.extend(ordered_read(&kv_stream(&quota)));
             }
             Identity::Upserter => {
                 publish.extend(consume(&self.results_stream(), &self.upsert_consumer()));
                 publish.push(self.parked_subject(super::parked::Stage::Upsert));
-                // The backfill of an upgrade reads the results stream once, in order.
-                publish.extend(ordered_read(&self.results_stream()));
+                // An upgrade's backfill reads the stream with a consumer of its own: `wxlogin
+                // migrate` (the admin) does it, the upserter refuses such an upgrade.
             }
             Identity::Admin => {
                 for s in self.all_streams() {
@@ -179,16 +182,6 @@ fn consume(stream: &str, consumer: &str) -> [String; 3] {
         format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
         format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
         format!("$JS.ACK.{stream}.{consumer}.>"),
-    ]
-}
-
-/// An ordered (ephemeral) consumer: a KV watch, a replay, a backfill.
-fn ordered_read(stream: &str) -> [String; 4] {
-    [
-        format!("$JS.API.CONSUMER.CREATE.{stream}"),
-        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
-        format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
-        format!("$JS.FC.{stream}.>"),
     ]
 }
 

@@ -7,7 +7,8 @@
 //! out this way never overlap, however many workers there are, so every window of T holds at
 //! most N calls. A worker that dies wastes at most the slots of its last lease (≤ ~200 ms of
 //! quota) and never overspends; a worker that joins simply starts reserving. A 45011 seen by any
-//! worker moves the schedule past a whole window and every worker learns it from a KV watch.
+//! worker moves the schedule past a whole window and every worker learns it within
+//! [`PAUSE_POLL`] (each polls its apps' schedules; a KV watch would need a consumer of its own).
 //!
 //! The schedule is wall-clock time, so a wrong clock could move it for everyone: whatever is
 //! read from the bucket is clamped ([`Schedule::clamped`]: a pause to a window ahead of our
@@ -18,7 +19,6 @@
 
 use crate::clock::Clock;
 use async_nats::jetstream::kv::{self, Operation};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::{
     sync::{
@@ -27,6 +27,9 @@ use std::{
     },
     time::{Duration, Instant},
 };
+
+/// How often a worker reads the fleet's pauses: how late it may learn of another's 45011.
+pub const PAUSE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 #[error("quota budget unavailable: {0}")]
@@ -126,7 +129,15 @@ impl Budget {
     async fn read(&self, appid: &str) -> Result<(Schedule, u64), BudgetError> {
         match self.kv.entry(appid).await.map_err(unavailable)? {
             Some(e) if e.operation == Operation::Put => {
-                let s = serde_json::from_slice(&e.value).unwrap_or_default();
+                // Never read as an empty schedule: that would start a second one beside the
+                // fleet's and overspend. Anyone the account lets make a JetStream request can
+                // have the server's answer stored here (docs/security.md); no slot until an
+                // operator deletes the key.
+                let s = serde_json::from_slice(&e.value).map_err(|_| {
+                    BudgetError(format!(
+                        "the quota schedule of {appid} is unreadable: no calls for it until `nats kv del` removes the key"
+                    ))
+                })?;
                 Ok((s, e.revision))
             }
             Some(e) => Ok((Schedule::default(), e.revision)),
@@ -220,18 +231,22 @@ impl Budget {
         })
     }
 
-    /// Calls `on_pause(appid, paused_until_us)` for each app's current schedule, then for every
-    /// change in the bucket, until the watch ends. Starting from the current schedules, a watch
-    /// started again after a gap learns the pauses recorded during it.
-    pub async fn watch_pauses(&self, on_pause: impl Fn(&str, i64)) -> Result<(), BudgetError> {
-        let mut watch = self.kv.watch_with_history(">").await.map_err(unavailable)?;
-        while let Some(entry) = watch.next().await {
-            let Ok(entry) = entry else { continue };
-            // (Clock probes are empty: they are no schedule.)
-            if let Ok(s) = serde_json::from_slice::<Schedule>(&entry.value) {
-                on_pause(&entry.key, s.paused_until_us);
+    /// Calls `on_pause(appid, paused_until_us)` with each of `appids`' current schedule, read
+    /// again every [`PAUSE_POLL`], until a read fails. Polled, not watched: a KV watch is a push
+    /// consumer, and creating one lets its creator deliver the bucket's messages to any subject
+    /// (nats-io/nats-server#8274), so no role but the admin may create consumers. A poll started
+    /// again after a gap learns the pauses recorded during it.
+    pub async fn watch_pauses(
+        &self,
+        appids: &[String],
+        on_pause: impl Fn(&str, i64),
+    ) -> Result<(), BudgetError> {
+        loop {
+            for appid in appids {
+                let (schedule, _) = self.read(appid).await?;
+                on_pause(appid, schedule.paused_until_us);
             }
+            tokio::time::sleep(PAUSE_POLL).await;
         }
-        Ok(())
     }
 }

@@ -207,10 +207,11 @@ impl Exchanger {
                 l.note_pause(until);
             }
         };
+        let appids: Vec<String> = limiters.keys().map(|a| a.to_string()).collect();
         let mut wait = REWATCH_FIRST;
         loop {
             let started = tokio::time::Instant::now();
-            let ended = self.budget.watch_pauses(&on_pause).await;
+            let ended = self.budget.watch_pauses(&appids, &on_pause).await;
             // A watch that ran a good while was healthy: its end is a new trouble.
             if started.elapsed() > REWATCH_HEALTHY {
                 wait = REWATCH_FIRST;

@@ -56,17 +56,19 @@ pub(super) fn encode(keyring: &Keyring, token_hash: &str, record: &SessionRecord
 }
 
 /// Reads a stored value: `Forged` when it is sealed but does not open here (tampered, moved
-/// from another token, or sealed under a key this ring lacks).
+/// from another token, or sealed under a key this ring lacks), or is no record at all (what
+/// nobody with the key wrote: e.g. a JetStream API answer someone had the server store under
+/// the key, see docs/security.md) — refused as no session, so its token's owner logs in again.
 pub(super) fn decode(
     keyring: &Keyring,
     token_hash: &str,
     value: &[u8],
 ) -> Result<Stored, SessionError> {
-    let version: Version = serde_json::from_slice(value).map_err(|_| SessionError::Corrupt)?;
+    let version: Version = serde_json::from_slice(value).map_err(|_| SessionError::Forged)?;
     match version.v {
         RECORD_V2 => {
             let envelope: Envelope =
-                serde_json::from_slice(value).map_err(|_| SessionError::Corrupt)?;
+                serde_json::from_slice(value).map_err(|_| SessionError::Forged)?;
             let json = keyring
                 .open(&envelope.sealed, &aad(token_hash))
                 .map_err(|_| SessionError::Forged)?;
@@ -75,8 +77,8 @@ pub(super) fn decode(
         }
         1 => serde_json::from_slice(value)
             .map(Stored::Legacy)
-            .map_err(|_| SessionError::Corrupt),
-        _ => Err(SessionError::Corrupt),
+            .map_err(|_| SessionError::Forged),
+        _ => Err(SessionError::Forged),
     }
 }
 

@@ -210,6 +210,19 @@ impl Settings {
         if self.nats_user.is_some() != self.nats_password_file.is_some() {
             return bad("nats_user and nats_password_file go together".into());
         }
+        // NATS sends a password in the clear unless the connection is TLS (an nkey or a JWT
+        // answers a challenge instead).
+        if self.nats_user.is_some()
+            && self.nats_tls_ca_file.is_none()
+            && !self
+                .nats_url
+                .split(',')
+                .all(|u| u.trim().starts_with("tls://"))
+        {
+            return bad(
+                "nats_user with a password needs TLS: set nats_tls_ca_file, or tls:// URLs".into(),
+            );
+        }
         if self.nats_tls_cert_file.is_some() != self.nats_tls_key_file.is_some() {
             return bad("nats_tls_cert_file and nats_tls_key_file go together".into());
         }

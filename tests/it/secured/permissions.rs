@@ -117,6 +117,66 @@ async fn an_upserter_user_cannot_publish_codes_results_or_the_quota(db: Db) {
     app.stop().await;
 }
 
+/// What the server does not stop (measured, nats-server 2.14): a JetStream API request whose
+/// reply subject is a bucket's key has the server's answer stored there, whoever asked. It
+/// grants nothing: a session key holding an API answer is refused (its owner is logged out), and
+/// a quota schedule holding one is never read as an empty schedule (which would start a second
+/// schedule and overspend): no slot is handed out until an operator deletes the key.
+async fn an_api_answer_sent_to_a_bucket_key_grants_nothing(db: Db) {
+    let app = spawn_secured(db, |_| {}).await;
+    let t = app.topology();
+    let secured = app.secured.as_ref().unwrap();
+    let token = login(&app, "alice").await;
+    let hash = wxlogin::sessions::token_hash(&token);
+    let targets = [
+        (
+            Identity::Worker,
+            format!("$KV.{}.{hash}", t.sessions_bucket()),
+        ),
+        (
+            Identity::Ingress,
+            format!("$KV.{}.{APPID}", t.quota_bucket()),
+        ),
+    ];
+    for (identity, subject) in &targets {
+        let (client, _errors) = secured.client(&app.settings, *identity).await;
+        let info = format!("$JS.API.STREAM.INFO.{}", t.codes_stream());
+        client
+            .publish_with_reply(info, subject.clone(), "".into())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+    }
+    let js = app.js().await;
+    let quota = js.get_key_value(t.quota_bucket()).await.unwrap();
+    for _ in 0..50 {
+        if quota.entry(APPID).await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let spoiled = quota
+        .entry(APPID)
+        .await
+        .unwrap()
+        .expect("the answer was stored");
+    assert!(
+        serde_json::from_slice::<wxlogin::exchange::budget::Schedule>(&spoiled.value).is_err(),
+        "what the server stored is no schedule"
+    );
+    assert_eq!(
+        app.me(&token).await.status(),
+        401,
+        "a spoiled session is refused"
+    );
+    let budget = wxlogin::exchange::Budget::new(quota, wxlogin::clock::Clock::system());
+    assert!(
+        budget.reserve(APPID, 1, 1_000, 1_000_000).await.is_err(),
+        "an unreadable schedule hands out no slot"
+    );
+    app.stop().await;
+}
+
 /// Only `wxlogin migrate` (the admin) creates or changes streams and consumers.
 async fn no_role_but_the_admin_may_create_or_change_streams_or_consumers(db: Db) {
     let app = spawn_secured(db, |_| {}).await;
@@ -169,6 +229,11 @@ mod sqlite_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_role_but_the_admin_may_create_or_change_streams_or_consumers() {
         super::no_role_but_the_admin_may_create_or_change_streams_or_consumers(Db::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_api_answer_sent_to_a_bucket_key_grants_nothing() {
+        super::an_api_answer_sent_to_a_bucket_key_grants_nothing(Db::Sqlite).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
