@@ -332,7 +332,8 @@ fn the_seal_format_defaults_to_v2_reaches_the_keyring_and_refuses_unknown_names(
     });
 }
 
-/// A process has one NATS identity, and a password never crosses the network in the clear.
+/// A process has one NATS identity, and a password never crosses the network in the clear nor
+/// sits in the (logged) URL.
 #[test]
 fn a_nats_identity_is_one_of_seed_creds_or_user_and_a_password_needs_tls() {
     figment::Jail::expect_with(|jail| {
@@ -353,6 +354,14 @@ fn a_nats_identity_is_one_of_seed_creds_or_user_and_a_password_needs_tls() {
         jail.set_env("WXLOGIN_NATS_TLS_CERT_FILE", "/etc/wxlogin/client.pem");
         let err = load(None).unwrap_err().to_string();
         assert!(err.contains("nats_tls_key_file"), "{err}");
+        // The URL is logged: credentials never travel in it.
+        jail.clear_env();
+        jail.set_env("WXLOGIN_NATS_URL", "nats://wxlogin:hunter2@nats-1:4222");
+        let err = load(None).unwrap_err().to_string();
+        assert!(
+            err.contains("must not carry credentials") && !err.contains("hunter2"),
+            "{err}"
+        );
         Ok(())
     });
 }

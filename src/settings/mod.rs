@@ -210,6 +210,12 @@ impl Settings {
         if self.nats_user.is_some() != self.nats_password_file.is_some() {
             return bad("nats_user and nats_password_file go together".into());
         }
+        // The URL is logged and named in errors: credentials come from files, never from it.
+        if self.nats_url.contains('@') {
+            return bad(
+                "nats_url must not carry credentials (user:password@): use nats_user with nats_password_file, or nats_nkey_file".into(),
+            );
+        }
         // NATS sends a password in the clear unless the connection is TLS (an nkey or a JWT
         // answers a challenge instead).
         if self.nats_user.is_some()
