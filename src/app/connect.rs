@@ -20,11 +20,9 @@ fn config(e: impl std::fmt::Display) -> RoleError {
     RoleError::Config(e.to_string())
 }
 
-/// Reads a secret (a seed, a password) from a file, naming the file but never its content.
-fn read_secret(path: &std::path::Path, what: &str) -> Result<String, RoleError> {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| config(format!("cannot read {what} {}: {e}", path.display())))
+/// A seed or a password from its file (the settings' one reader of secret files).
+fn read_secret(path: &std::path::Path) -> Result<String, RoleError> {
+    crate::settings::read_secret_file(path).map_err(config)
 }
 
 /// The connection options `settings` give `identity`.
@@ -43,7 +41,7 @@ pub async fn options(
                 ))
             })?
     } else if let Some(path) = &settings.nats_nkey_file {
-        let seed = read_secret(path, "nats_nkey_file")?;
+        let seed = read_secret(path)?;
         // Checked here so a wrong file is refused with its name, not as an opaque auth error.
         nkeys::KeyPair::from_seed(&seed).map_err(|_| {
             config(format!(
@@ -53,7 +51,7 @@ pub async fn options(
         })?;
         async_nats::ConnectOptions::with_nkey(seed)
     } else if let (Some(user), Some(path)) = (&settings.nats_user, &settings.nats_password_file) {
-        let password = read_secret(path, "nats_password_file")?;
+        let password = read_secret(path)?;
         async_nats::ConnectOptions::with_user_and_password(user.clone(), password)
     } else {
         async_nats::ConnectOptions::new()

@@ -396,7 +396,9 @@ impl Settings {
     }
 }
 
-fn read_secret_file(path: &Path) -> Result<String, SettingsError> {
+/// A secret from a file (a key, a seed, a password), trimmed; errors name the file, never its
+/// content.
+pub(crate) fn read_secret_file(path: &Path) -> Result<String, SettingsError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .map_err(|source| SettingsError::Read {

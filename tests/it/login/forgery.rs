@@ -28,6 +28,26 @@ async fn raw_nats(app: &TestApp) -> (async_nats::Client, jetstream::Context) {
     (client, js)
 }
 
+/// A raw client seeing every code and every result the app's pipeline publishes, subscribed
+/// (and the server told) before it returns.
+pub(super) async fn watch_codes_and_results(
+    app: &TestApp,
+) -> (
+    async_nats::Client,
+    async_nats::Subscriber,
+    async_nats::Subscriber,
+) {
+    let (client, _) = raw_nats(app).await;
+    let prefix = app.topology().prefix;
+    let codes = client.subscribe(format!("{prefix}.codes.>")).await.unwrap();
+    let results = client
+        .subscribe(format!("{prefix}.results.>"))
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    (client, codes, results)
+}
+
 async fn sessions_bucket(app: &TestApp) -> kv::Store {
     let (_, js) = raw_nats(app).await;
     js.get_key_value(app.topology().sessions_bucket())
@@ -293,17 +313,7 @@ async fn a_real_result_republished_for_another_login_is_ignored_and_that_login_g
     let mut opts = Options::new(Db::Sqlite);
     opts.login_wait = Duration::from_secs(4);
     let app = spawn_app(opts).await;
-    let topology = app.topology();
-    let (client, _) = raw_nats(&app).await;
-    let mut results = client
-        .subscribe(format!("{}.results.>", topology.prefix))
-        .await
-        .unwrap();
-    let mut codes = client
-        .subscribe(format!("{}.codes.>", topology.prefix))
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
+    let (client, mut codes, mut results) = watch_codes_and_results(&app).await;
 
     // Alice logs in; the forger keeps her real (tagged) result.
     let code = app.mint("alice").await;

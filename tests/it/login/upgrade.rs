@@ -25,18 +25,7 @@ async fn in_v1_mode_a_new_build_writes_what_the_first_formats_readers_read() {
     opts.tweak = SettingsTweak::new(|s| s.seal_format = SealFormat::V1);
     let app = spawn_app(opts).await;
     let topology = app.topology();
-    let client = async_nats::connect(app.nats.url().to_string())
-        .await
-        .unwrap();
-    let mut codes = client
-        .subscribe(format!("{}.codes.>", topology.prefix))
-        .await
-        .unwrap();
-    let mut results = client
-        .subscribe(format!("{}.results.>", topology.prefix))
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
+    let (client, mut codes, mut results) = super::forgery::watch_codes_and_results(&app).await;
     // Slow enough for a 202: the ticket is sealed in v1 too.
     app.faults(Faults {
         latency_ms: 800,
