@@ -1,13 +1,16 @@
-//! The code2Session client ([`WechatClient`]) and the classification of every answer WeChat
-//! can give ([`ExchangeError`], [`ErrorClass`], [`RetryReason`]).
+//! The WeChat client ([`WechatClient`]): code2Session and the classification of every answer
+//! WeChat can give it ([`ExchangeError`], [`ErrorClass`], [`RetryReason`]); and the
+//! access-token APIs (stable_token, phone number, session-key check and reset; [`ApiError`]).
 //!
 //! - `client`: the HTTP call (TLS always verified, pooled, timeouts, capped body);
+//! - `api`: the access-token APIs on the same client;
 //! - `parse`: lenient reading of WeChat's answers;
 //! - `error`: what each outcome means for the caller.
 //!
 //! The `session_key` is wrapped in [`SessionKey`] so that it cannot end up in a log, an event
 //! or an answer to a client by accident.
 
+mod api;
 mod client;
 mod error;
 mod parse;
@@ -16,6 +19,10 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
+pub use api::{
+    AccessToken, ApiError, ERRCODE_IP_NOT_ALLOWED, FetchedToken, PhoneInfo, SessionKeyCheck,
+    session_key_signature,
+};
 pub use client::{ClientOptions, DEFAULT_BASE_URL, MAX_BODY_BYTES, WechatClient};
 pub use error::{
     ClientBuildError, ERRCODE_BUSY, ERRCODE_RATE_LIMITED, ErrorClass, ExchangeError, RetryReason,

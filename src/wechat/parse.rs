@@ -1,4 +1,5 @@
-//! Lenient reading of a code2Session answer: the body bytes are parsed as JSON whatever the
+//! Lenient reading of WeChat's answers ([`read_answer`], shared by every API) and of a
+//! code2Session answer in particular ([`parse_answer`]): the body bytes are parsed as JSON whatever the
 //! status and content type say (WeChat answers errors with HTTP 200 and `text/plain`), and
 //! `errcode` may be absent, 0, a number or a numeric string. Unknown fields are ignored and
 //! unknown errcodes kept as numbers.
@@ -21,11 +22,22 @@ pub(crate) struct Parsed {
 /// errmsg is for logs only; a hostile or broken upstream must not be able to flood them.
 const ERRMSG_LOG_MAX_CHARS: usize = 200;
 
-pub(crate) fn parse_answer(status: u16, body: &[u8]) -> Parsed {
-    let bad_body = |errmsg| Parsed {
-        result: Err(ExchangeError::retryable(RetryReason::BadBody)),
-        errmsg,
-    };
+/// What any WeChat answer says before its API's own fields are looked at: the reading shared by
+/// code2Session and the access-token APIs.
+#[derive(Debug)]
+pub(crate) enum Reading {
+    /// A success status and errcode 0 (or none): the API's fields are in this object.
+    Success(Map<String, Value>),
+    /// A non-zero errcode, whatever the status said.
+    Errcode(i64),
+    /// An error status without an errcode WeChat would give.
+    HttpStatus(u16),
+    /// Not a JSON object, or an errcode that cannot be read, behind a success status.
+    BadBody,
+}
+
+/// Reads one answer leniently; the errmsg (cut, not yet redacted) is for the caller's debug log.
+pub(crate) fn read_answer(status: u16, body: &[u8]) -> (Reading, Option<String>) {
     let object = json_object(body);
     let errmsg = object.as_ref().and_then(errmsg_of);
     let success_status = (200..300).contains(&status);
@@ -33,42 +45,42 @@ pub(crate) fn parse_answer(status: u16, body: &[u8]) -> Parsed {
     let errcode = match object.as_ref().map(|o| errcode_of(o.get("errcode"))) {
         Some(Ok(code)) => Some(code),
         // An errcode we cannot read is no errcode: don't guess a class from it.
-        Some(Err(())) if success_status => return bad_body(errmsg),
+        Some(Err(())) if success_status => return (Reading::BadBody, errmsg),
         Some(Err(())) | None => None,
     };
-
     // WeChat's own answer wins over the status: a non-zero errcode is classified as such even
     // behind an unusual status.
-    if let Some(err) = errcode.and_then(ExchangeError::from_errcode) {
-        return Parsed {
-            result: Err(err),
-            errmsg,
-        };
-    }
-    if !success_status {
+    let reading = match (errcode, object) {
+        (Some(code), _) if code != 0 => Reading::Errcode(code),
         // A gateway's error page, or a "success" body behind an error status: not to be trusted.
-        return Parsed {
-            result: Err(ExchangeError::retryable(RetryReason::HttpStatus(status))),
-            errmsg,
-        };
-    }
-    let Some(object) = object else {
-        return bad_body(None);
+        _ if !success_status => Reading::HttpStatus(status),
+        (_, Some(object)) => Reading::Success(object),
+        (_, None) => Reading::BadBody,
     };
-    match (
-        non_empty_str(&object, "openid"),
-        non_empty_str(&object, "session_key"),
-    ) {
-        (Some(openid), Some(session_key)) => Parsed {
-            result: Ok(Session {
-                openid: openid.to_owned(),
-                unionid: non_empty_str(&object, "unionid").map(str::to_owned),
-                session_key: SessionKey::new(session_key.to_owned()),
-            }),
-            errmsg,
-        },
-        _ => bad_body(errmsg),
-    }
+    (reading, errmsg)
+}
+
+pub(crate) fn parse_answer(status: u16, body: &[u8]) -> Parsed {
+    let (reading, errmsg) = read_answer(status, body);
+    let result = match reading {
+        Reading::Errcode(code) => Err(ExchangeError::from_errcode(code).expect("non-zero")),
+        Reading::HttpStatus(status) => {
+            Err(ExchangeError::retryable(RetryReason::HttpStatus(status)))
+        }
+        Reading::BadBody => Err(ExchangeError::retryable(RetryReason::BadBody)),
+        Reading::Success(object) => {
+            session_of(&object).ok_or(ExchangeError::retryable(RetryReason::BadBody))
+        }
+    };
+    Parsed { result, errmsg }
+}
+
+fn session_of(object: &Map<String, Value>) -> Option<Session> {
+    Some(Session {
+        openid: non_empty_str(object, "openid")?.to_owned(),
+        unionid: non_empty_str(object, "unionid").map(str::to_owned),
+        session_key: SessionKey::new(non_empty_str(object, "session_key")?.to_owned()),
+    })
 }
 
 fn json_object(body: &[u8]) -> Option<Map<String, Value>> {
@@ -81,7 +93,7 @@ fn json_object(body: &[u8]) -> Option<Map<String, Value>> {
 }
 
 /// Absent, null or "" → 0; an integer (also written 40029.0) or a numeric string → itself.
-fn errcode_of(value: Option<&Value>) -> Result<i64, ()> {
+pub(crate) fn errcode_of(value: Option<&Value>) -> Result<i64, ()> {
     match value {
         None | Some(Value::Null) => Ok(0),
         Some(Value::Number(n)) => n
@@ -105,7 +117,7 @@ fn errmsg_of(object: &Map<String, Value>) -> Option<String> {
     }
 }
 
-fn non_empty_str<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+pub(crate) fn non_empty_str<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     object
         .get(key)
         .and_then(Value::as_str)

@@ -4,13 +4,14 @@
 //! shown: transport errors are mapped to [`RetryReason`]s here and logged without their URL.
 //! TLS verification cannot be turned off; private deployments add a root CA instead.
 
-use std::{fmt, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
 use reqwest::{Url, redirect};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     Session,
+    api::ApiUrls,
     error::{ClientBuildError, ExchangeError, RetryReason},
     parse::parse_answer,
 };
@@ -19,6 +20,8 @@ pub const DEFAULT_BASE_URL: &str = "https://api.weixin.qq.com";
 /// Real answers are a few hundred bytes; anything this big is not WeChat talking.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const ENDPOINT_PATH: &str = "sns/jscode2session";
+/// The name of code2Session in logs.
+const CODE2SESSION: &str = "code2Session";
 
 /// How to reach WeChat.
 #[derive(Debug, Clone)]
@@ -51,8 +54,10 @@ impl Default for ClientOptions {
 /// A code2Session client; cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub struct WechatClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     endpoint: Url,
+    /// The access-token APIs' URLs (`super::api`), shared by the clones.
+    pub(super) api: Arc<ApiUrls>,
     connect_timeout: Duration,
 }
 
@@ -96,6 +101,7 @@ impl WechatClient {
         Ok(WechatClient {
             http,
             endpoint,
+            api: Arc::new(ApiUrls::new(&options.base_url)?),
             connect_timeout: options.connect_timeout,
         })
     }
@@ -149,15 +155,18 @@ impl WechatClient {
             ])
             .send()
             .await
-            .map_err(|e| transport_failure(e, "send", secret_str))?;
+            .map_err(|e| transport_failure(e, CODE2SESSION, "send", &[secret_str]))
+            .map_err(ExchangeError::retryable)?;
         let status = response.status().as_u16();
-        let body = read_capped(response, secret_str).await?;
+        let body = read_capped(response, CODE2SESSION, &[secret_str])
+            .await
+            .map_err(ExchangeError::retryable)?;
         let parsed = parse_answer(status, &body);
         if let Some(errmsg) = &parsed.errmsg {
             // errmsg carries WeChat's request id (`rid: ...`), which WeChat support asks for.
             tracing::debug!(
                 status,
-                errmsg = %redact(errmsg, secret_str),
+                errmsg = %redact(errmsg, &[secret_str]),
                 "code2Session answered"
             );
         }
@@ -179,9 +188,14 @@ fn missing_argument(appid: &str, secret: &str, code: &str) -> Option<i64> {
 }
 
 fn endpoint_url(base_url: &str) -> Result<Url, ClientBuildError> {
+    endpoint_url_for(base_url, ENDPOINT_PATH)
+}
+
+/// `{base_url}/{path}`, refused unless the base is a plain http(s) URL without credentials,
+/// query or fragment.
+pub(super) fn endpoint_url_for(base_url: &str, path: &str) -> Result<Url, ClientBuildError> {
     let base = base_url.trim().trim_end_matches('/');
-    let url =
-        Url::parse(&format!("{base}/{ENDPOINT_PATH}")).map_err(|_| ClientBuildError::BaseUrl)?;
+    let url = Url::parse(&format!("{base}/{path}")).map_err(|_| ClientBuildError::BaseUrl)?;
     let usable = matches!(url.scheme(), "http" | "https")
         && url.host().is_some()
         && url.query().is_none()
@@ -205,12 +219,14 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 /// Reads at most [`MAX_BODY_BYTES`]; a bigger, truncated or unreadable body is a bad body.
-/// Dropping the response early closes the connection instead of draining it.
-async fn read_capped(
+/// Dropping the response early closes the connection instead of draining it. `api` names the
+/// call in logs; `secrets` are cut out of anything logged.
+pub(super) async fn read_capped(
     mut response: reqwest::Response,
-    secret: &str,
-) -> Result<Vec<u8>, ExchangeError> {
-    let too_big = ExchangeError::retryable(RetryReason::BadBody);
+    api: &'static str,
+    secrets: &[&str],
+) -> Result<Vec<u8>, RetryReason> {
+    let too_big = RetryReason::BadBody;
     if response
         .content_length()
         .is_some_and(|len| len > MAX_BODY_BYTES as u64)
@@ -227,30 +243,39 @@ async fn read_capped(
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body),
-            Err(e) if e.is_timeout() => return Err(transport_failure(e, "read", secret)),
+            Err(e) if e.is_timeout() => return Err(transport_failure(e, api, "read", secrets)),
             Err(e) => {
-                log_transport_error(&e, "read", secret);
-                return Err(ExchangeError::retryable(RetryReason::BadBody));
+                log_transport_error(&e, api, "read", secrets);
+                return Err(RetryReason::BadBody);
             }
         }
     }
 }
 
 /// Maps a reqwest error to a reason without ever formatting the error with its URL.
-fn transport_failure(e: reqwest::Error, stage: &'static str, secret: &str) -> ExchangeError {
-    log_transport_error(&e, stage, secret);
-    let reason = if e.is_connect() {
+pub(super) fn transport_failure(
+    e: reqwest::Error,
+    api: &'static str,
+    stage: &'static str,
+    secrets: &[&str],
+) -> RetryReason {
+    log_transport_error(&e, api, stage, secrets);
+    if e.is_connect() {
         // Checked before timeouts: a connect timeout means the request was never sent.
         RetryReason::Connect
     } else if e.is_timeout() {
         RetryReason::Timeout
     } else {
         RetryReason::Network
-    };
-    ExchangeError::retryable(reason)
+    }
 }
 
-fn log_transport_error(e: &reqwest::Error, stage: &'static str, secret: &str) {
+fn log_transport_error(
+    e: &reqwest::Error,
+    api: &'static str,
+    stage: &'static str,
+    secrets: &[&str],
+) {
     // reqwest's own text would include the URL, hence the AppSecret: describe it by kind and
     // show only its causes (hyper, io, rustls), which never hold the URL. The redaction is a
     // second lock.
@@ -261,7 +286,7 @@ fn log_transport_error(e: &reqwest::Error, stage: &'static str, secret: &str) {
         text.push_str(&c.to_string());
         cause = c.source();
     }
-    tracing::debug!(stage, error = %redact(&text, secret), "code2Session transport error");
+    tracing::debug!(api, stage, error = %redact(&text, secrets), "WeChat transport error");
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> &'static str {
@@ -280,12 +305,14 @@ fn describe_reqwest(e: &reqwest::Error) -> &'static str {
     }
 }
 
-fn redact(text: &str, secret: &str) -> String {
-    if secret.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(secret, "<redacted>")
-    }
+/// `text` with every copy of each non-empty secret replaced.
+pub(super) fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_owned(), |text, secret| {
+            text.replace(secret, "<redacted>")
+        })
 }
 
 #[cfg(test)]

@@ -79,8 +79,12 @@ fn missing_arguments_get_wechats_errcodes_in_wechats_order() {
 
 #[test]
 fn redaction_removes_every_copy_of_the_secret() {
-    assert_eq!(redact("a S b S", "S"), "a <redacted> b <redacted>");
-    assert_eq!(redact("abc", ""), "abc");
+    assert_eq!(redact("a S b S", &["S"]), "a <redacted> b <redacted>");
+    assert_eq!(
+        redact("a S b T", &["S", "", "T"]),
+        "a <redacted> b <redacted>"
+    );
+    assert_eq!(redact("abc", &[""]), "abc");
 }
 
 #[test]
