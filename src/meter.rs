@@ -244,6 +244,22 @@ pub fn nats_error(place: &'static str) {
     counter!("wxlogin_nats_errors_total", "place" => place).increment(1);
 }
 
+/// A fetch of the fleet's access_token for an appid: `ok`, `forced` (a `force_refresh` spent),
+/// `failed`. The token itself is never a label, nor anything derived from it.
+pub fn access_token_fetch(appid: &str, outcome: &'static str) {
+    counter!("wxlogin_access_token_fetches_total", "appid" => appid.to_owned(), "outcome" => outcome).increment(1);
+}
+
+/// An API call answered that the shared token is invalid, expired or malformed.
+pub fn access_token_rejected(appid: &str) {
+    counter!("wxlogin_access_token_rejected_total", "appid" => appid.to_owned()).increment(1);
+}
+
+/// WeChat refused to issue a token for a reason an operator must fix (40164, 40243, 89503, …).
+pub fn access_token_refused(appid: &str, errcode: i64) {
+    counter!("wxlogin_access_token_refused_total", "appid" => appid.to_owned(), "errcode" => errcode_label(errcode)).increment(1);
+}
+
 /// Keeps `wxlogin_consumer_pending_messages{consumer}` (not yet delivered) and
 /// `wxlogin_consumer_ack_pending_messages{consumer}` (delivered, not yet acked) up to date.
 pub async fn watch_consumer(

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_wx_users;
 mod m20261202_000001_login_history;
+mod m20261203_000001_phone_numbers;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_wx_users::Migration),
             Box::new(m20261202_000001_login_history::Migration),
+            Box::new(m20261203_000001_phone_numbers::Migration),
         ]
     }
 }

@@ -6,7 +6,9 @@
 //! - [`roles`]: each role (`ingress`, `worker`, `upserter`, `up`) run until shutdown;
 //! - [`dev`]: what only `wxlogin up` does (development key, private nats-server, demo);
 //! - [`replay`](mod@replay): `wxlogin replay` and its progress bar;
-//! - [`parked`](mod@parked): `wxlogin parked list|retry`, the events a stage set aside.
+//! - [`parked`](mod@parked): `wxlogin parked list|retry`, the events a stage set aside;
+//! - `token`: `wxlogin token status`, the fleet's access_token per appid (never the token);
+//! - `session_key`: `wxlogin session-key reset`, a user's new session_key through a worker.
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
@@ -21,6 +23,8 @@ pub mod parked;
 mod pipeline;
 pub mod replay;
 pub mod roles;
+pub mod session_key;
+pub mod token;
 
 pub use pipeline::Pipeline;
 
@@ -67,6 +71,13 @@ pub enum Command {
     /// server's authorization block for this prefix.
     #[command(subcommand)]
     Nats(nats_auth::NatsCommand),
+    /// The fleet's access_token per appid (`wxlogin token status`): never the token itself.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// `wxlogin session-key reset --appid A --openid O`: have WeChat replace a user's
+    /// session_key (through a worker).
+    #[command(subcommand)]
+    SessionKey(session_key::SessionKeyCommand),
     /// Run the WeChat simulator.
     Sim(sim::SimArgs),
     /// Print a new random master key (base64) for WXLOGIN_MASTER_KEY.
@@ -148,6 +159,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay::replay(&settings, args).await,
         Command::Parked(command) => parked::run(&settings, command).await,
         Command::Nats(command) => nats_auth::run(&settings, command),
+        Command::Token(command) => token::run(&settings, command).await,
+        Command::SessionKey(command) => session_key::run(&settings, command).await,
         Command::Sim(_) | Command::GenKey | Command::Openapi | Command::Bench(_) => {
             unreachable!("handled above")
         }

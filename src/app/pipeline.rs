@@ -16,8 +16,8 @@ use crate::{
         ledger::Ledger,
         topology::{Handles, Topology},
     },
-    crypto::Keyring,
-    exchange::{Budget, Exchanger, ExchangerParts},
+    crypto::{Keyring, LookupKey},
+    exchange::{AccessTokens, Budget, Exchanger, ExchangerParts},
     ingress::{Ingress, IngressParts, guard::Limits},
     sessions::SessionStore,
     settings::{App, Settings},
@@ -99,10 +99,19 @@ impl Pipeline {
 
     /// Stage 2: an exchange worker for `apps`, calling WeChat as the settings say.
     pub fn exchanger(&self, keyring: Arc<Keyring>, apps: &[App]) -> Result<Exchanger, RoleError> {
+        let wechat = self.wechat_client()?;
+        let lookup = match self.settings.lookup_key() {
+            Ok(Some(key)) => key,
+            Ok(None) => LookupKey::derived_from(keyring.primary()),
+            Err(e) => return Err(RoleError::Config(e.to_string())),
+        };
         Ok(Exchanger::new(ExchangerParts {
-            wechat: self.wechat_client()?,
+            tokens: Arc::new(self.access_tokens(wechat.clone(), keyring.clone(), apps)),
+            wechat,
             apps,
             quota: self.settings.app_quota,
+            phone_quota: self.settings.phone_quota,
+            lookup,
             keyring,
             ledger: self.ledger(),
             budget: Budget::new(self.handles.quota.clone(), self.clock),
@@ -110,6 +119,25 @@ impl Pipeline {
             nats: self.nats.clone(),
             topology: self.topology.clone(),
         }))
+    }
+
+    /// The fleet's access tokens for `apps`, as a worker shares them.
+    pub fn access_tokens(
+        &self,
+        wechat: WechatClient,
+        keyring: Arc<Keyring>,
+        apps: &[App],
+    ) -> AccessTokens {
+        AccessTokens::new(
+            self.handles.tokens.clone(),
+            wechat,
+            apps.iter()
+                .map(|a| (a.appid.clone(), a.secret.clone()))
+                .collect(),
+            keyring,
+            self.clock,
+            std::time::Duration::from_secs(self.settings.token_refresh_ahead_secs),
+        )
     }
 
     fn wechat_client(&self) -> Result<WechatClient, RoleError> {

@@ -105,6 +105,12 @@ pub async fn worker(
     let exchanger = Arc::new(pipeline.exchanger(keyring, apps)?);
     crate::meter::app_quota(settings.app_quota);
     let pauses = tokio::spawn(exchanger.clone().follow_fleet_pauses());
+    // Session-key checks and resets, answered until the worker stops taking codes.
+    let calls_stop = shutdown.child_token();
+    let calls = tokio::spawn(exchange::answer_calls(
+        exchanger.clone(),
+        calls_stop.clone(),
+    ));
     tracing::info!(
         wechat = %settings.wechat_base_url,
         quota = %settings.app_quota,
@@ -122,12 +128,21 @@ pub async fn worker(
     .await
     .map_err(runtime);
     pauses.abort();
+    calls_stop.cancel();
+    if let Ok(Err(e)) = calls.await {
+        tracing::warn!(error = %e, "the worker could not answer session-key calls");
+    }
     result
 }
 
 /// `wxlogin upserter`: applies result events to the user table.
 pub async fn upserter(settings: &Settings, shutdown: CancellationToken) -> Result<(), RoleError> {
-    upserter_in(settings, shutdown, Backfill::LeftToMigrate).await
+    // Without a master key the upserter still applies events; it cannot sign for services.
+    let keyring = settings
+        .keyring()
+        .map_err(|e| RoleError::Config(e.to_string()))?
+        .map(Arc::new);
+    upserter_in(settings, keyring, shutdown, Backfill::LeftToMigrate).await
 }
 
 /// Who records the login history an upgrade needs from the results stream: it reads the
@@ -141,6 +156,7 @@ enum Backfill {
 
 async fn upserter_in(
     settings: &Settings,
+    keyring: Option<Arc<Keyring>>,
     shutdown: CancellationToken,
     backfill: Backfill,
 ) -> Result<(), RoleError> {
@@ -159,15 +175,32 @@ async fn upserter_in(
         return Ok(());
     };
     tracing::info!(database = %db::describe_url(&settings.database_url), batch = settings.upsert_batch, "upserter started");
+    let signing = match keyring {
+        Some(keyring) => Some(tokio::spawn(upsert::sign::answer_signing(
+            db.clone(),
+            keyring,
+            pipeline.nats.clone(),
+            pipeline.topology.clone(),
+            shutdown.child_token(),
+        ))),
+        None => {
+            tracing::warn!("no master key: the upserter does not sign for services");
+            None
+        }
+    };
     let upserter = upsert::Upserter {
         db,
         js: pipeline.js.clone(),
         topology: pipeline.topology.clone(),
         batch_size: settings.upsert_batch,
     };
-    upsert::run(upserter, consumer, shutdown)
+    let result = upsert::run(upserter, consumer, shutdown)
         .await
-        .map_err(runtime)
+        .map_err(runtime);
+    if let Some(signing) = signing {
+        signing.abort();
+    }
+    result
 }
 
 /// The upserter's database, migrated (and backfilled on an upgrade, where `backfill` says so:
@@ -241,7 +274,10 @@ pub async fn all_in_one(
             stop_all(ingress(settings, keyring.clone(), apps, listener, shutdown.clone()).await)
         },
         async { stop_all(worker(settings, keyring.clone(), apps, shutdown.clone()).await) },
-        async { stop_all(upserter_in(settings, shutdown.clone(), Backfill::Here).await) },
+        async {
+            let keyring = Some(keyring.clone());
+            stop_all(upserter_in(settings, keyring, shutdown.clone(), Backfill::Here).await)
+        },
     );
     a.and(b).and(c)
 }

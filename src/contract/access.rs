@@ -6,9 +6,12 @@
 //! Least privilege, role by role (what each one's code does, nothing more):
 //! - **ingress**: publishes codes and learnt unionids, reads and writes sessions, reads the
 //!   ledger and results, listens for replies and for a code's result;
-//! - **worker**: takes codes from its durable consumer, writes (and polls) the ledger and the
-//!   quota schedule, publishes results, replies and parked codes;
-//! - **upserter**: takes results from its durable consumer, parks what it cannot apply;
+//! - **worker**: takes codes from its durable consumer, writes (and polls) the ledger, the
+//!   quota schedule and the access tokens, publishes results, replies and parked codes;
+//! - **upserter**: takes results from its durable consumer, parks what it cannot apply, and
+//!   answers the services' signing requests;
+//! - **service** (the company's other services): may only ask for signatures
+//!   (`{prefix}.sign.*`);
 //! - **admin** (`wxlogin migrate`, `up`, `replay`, `parked`): creates and changes the streams,
 //!   buckets and consumers, and may do what the others do.
 //!
@@ -28,14 +31,18 @@ pub enum Identity {
     Ingress,
     Worker,
     Upserter,
+    /// Another service of the company: may only ask for bodies signed with a user's
+    /// session_key (`{prefix}.sign.*`), never read anything of wxlogin's.
+    Service,
 }
 
 impl Identity {
-    pub const ALL: [Identity; 4] = [
+    pub const ALL: [Identity; 5] = [
         Identity::Admin,
         Identity::Ingress,
         Identity::Worker,
         Identity::Upserter,
+        Identity::Service,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +51,7 @@ impl Identity {
             Identity::Ingress => "ingress",
             Identity::Worker => "worker",
             Identity::Upserter => "upserter",
+            Identity::Service => "service",
         }
     }
 
@@ -74,7 +82,7 @@ impl Topology {
     }
 
     /// Every stream wxlogin keeps, the buckets' own (`KV_…`) included.
-    fn all_streams(&self) -> [String; 6] {
+    fn all_streams(&self) -> [String; 7] {
         [
             self.codes_stream(),
             self.results_stream(),
@@ -82,6 +90,7 @@ impl Topology {
             kv_stream(&self.ledger_bucket()),
             kv_stream(&self.sessions_bucket()),
             kv_stream(&self.quota_bucket()),
+            kv_stream(&self.tokens_bucket()),
         ]
     }
 
@@ -96,15 +105,18 @@ impl Topology {
                 .map(|s| format!("$JS.API.STREAM.INFO.{s}")),
         );
         let mut subscribe = vec![format!("{}.>", self.inbox_prefix(identity))];
-        let (ledger, sessions, quota) = (
+        let (ledger, sessions, quota, tokens) = (
             self.ledger_bucket(),
             self.sessions_bucket(),
             self.quota_bucket(),
+            self.tokens_bucket(),
         );
         match identity {
             Identity::Ingress => {
                 publish.push(format!("{p}.codes.*"));
                 publish.push(format!("{p}.results.*.unionid.*"));
+                // Session-key checks: the workers call WeChat, the answer comes on the reply.
+                publish.push(format!("{p}.calls.*"));
                 publish.extend(kv_write(&sessions));
                 publish.extend(stream_read(&kv_stream(&ledger)));
                 publish.extend(stream_read(&self.results_stream()));
@@ -115,7 +127,9 @@ impl Topology {
             Identity::Worker => {
                 publish.extend(consume(&self.codes_stream(), &self.exchange_consumer()));
                 publish.push(format!("{p}.results.*.*"));
+                publish.push(format!("{p}.results.*.reset.*"));
                 publish.push(format!("{p}.reply.*"));
+                subscribe.push(format!("{p}.calls.*"));
                 publish.push(self.parked_subject(super::parked::Stage::Exchange));
                 publish.extend(kv_write(&ledger));
                 publish.extend(stream_read(&self.results_stream()));
@@ -123,12 +137,21 @@ impl Topology {
                 // and whoever may create one may have it deliver to any subject
                 // (nats-io/nats-server#8274). No role but the admin creates consumers.
                 publish.extend(kv_write(&quota));
+                // The fleet's access tokens: read by all workers, fetched by a lease holder.
+                publish.extend(kv_write(&tokens));
             }
             Identity::Upserter => {
                 publish.extend(consume(&self.results_stream(), &self.upsert_consumer()));
                 publish.push(self.parked_subject(super::parked::Stage::Upsert));
+                // Signing for the company's services: requests in, answers to their inboxes.
+                subscribe.push(self.sign_subjects());
+                publish.push(format!("{}.>", self.inbox_prefix(Identity::Service)));
                 // An upgrade's backfill reads the stream with a consumer of its own: `wxlogin
                 // migrate` (the admin) does it, the upserter refuses such an upgrade.
+            }
+            Identity::Service => {
+                // Nothing of the pipeline: no stream, no bucket; only signing requests.
+                publish = vec![self.sign_subjects()];
             }
             Identity::Admin => {
                 for s in self.all_streams() {
@@ -144,7 +167,7 @@ impl Topology {
                     publish.extend([format!("$JS.ACK.{s}.>"), format!("$JS.FC.{s}.>")]);
                 }
                 publish.push(format!("{p}.>"));
-                for b in [&ledger, &sessions, &quota] {
+                for b in [&ledger, &sessions, &quota, &tokens] {
                     publish.push(format!("$KV.{b}.>"));
                 }
                 // `wxlogin up` runs every role in one process, each with its own inbox.

@@ -56,6 +56,14 @@ pub fn for_unionid(event: &UnionidLearned) -> HeaderMap {
     headers
 }
 
+/// A reset session_key: one event per reset call, however often its publish is retried.
+pub fn for_key_reset(event: &crate::contract::events::SessionKeyReset) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(LOGIN_ID, event.call_id.as_str());
+    headers.insert(MSG_ID, format!("reset:{}", event.call_id).as_str());
+    headers
+}
+
 /// A parked copy: the original's headers (but for the conditions of its first publish), why,
 /// and where from. A message parked twice (redelivered before its ack) is stored once.
 pub fn for_parked(

@@ -100,6 +100,20 @@ impl LoginId {
     }
 }
 
+impl LoginId {
+    /// The id of a phone-number exchange: one per (session, phone code), so the same session
+    /// submitting the same code again is the same request and gets the same answer, and any
+    /// other session's is another request, which the code's result does not answer.
+    pub fn for_phone(session: &LoginId, code_key: &CodeKey) -> LoginId {
+        let mut h = Sha256::new();
+        h.update(b"wxlogin-phone-request\0");
+        h.update(session.as_bytes());
+        h.update(b"\0");
+        h.update(code_key.as_bytes());
+        LoginId(hex::encode(&h.finalize()[..16]))
+    }
+}
+
 impl Default for LoginId {
     fn default() -> Self {
         LoginId::new()
@@ -113,6 +127,17 @@ impl CodeKey {
     pub fn of(appid: &AppId, code: &str) -> CodeKey {
         let mut h = Sha256::new();
         h.update(b"wxlogin-code\0");
+        h.update(appid.as_bytes());
+        h.update(b"\0");
+        h.update(code.as_bytes());
+        CodeKey(hex::encode(&h.finalize()[..20]))
+    }
+
+    /// The key of a phone code (`getPhoneNumber`'s `detail.code`): like [`CodeKey::of`], in a
+    /// namespace of its own, so a phone code and a login code never share a ledger entry.
+    pub fn of_phone(appid: &AppId, code: &str) -> CodeKey {
+        let mut h = Sha256::new();
+        h.update(b"wxlogin-phone-code\0");
         h.update(appid.as_bytes());
         h.update(b"\0");
         h.update(code.as_bytes());
@@ -148,5 +173,24 @@ mod tests {
         assert_ne!(key, CodeKey::of(&a, "0123456789abcdefABCDEF012345678x"));
         assert_eq!(key.len(), 40);
         assert!(!key.contains(code) && !key.contains(a.as_str()));
+        assert_ne!(
+            key,
+            CodeKey::of_phone(&a, code),
+            "phone codes have their own keys"
+        );
+    }
+
+    #[test]
+    fn a_phone_request_is_the_same_for_one_session_and_code_and_another_for_any_other() {
+        let a = AppId::from("wxaaaaaaaaaaaaaaaa");
+        let (s1, s2) = (LoginId::new(), LoginId::new());
+        let (c1, c2) = (
+            CodeKey::of_phone(&a, "code-one-1"),
+            CodeKey::of_phone(&a, "code-two-2"),
+        );
+        assert_eq!(LoginId::for_phone(&s1, &c1), LoginId::for_phone(&s1, &c1));
+        assert_ne!(LoginId::for_phone(&s1, &c1), LoginId::for_phone(&s2, &c1));
+        assert_ne!(LoginId::for_phone(&s1, &c1), LoginId::for_phone(&s1, &c2));
+        assert_eq!(LoginId::for_phone(&s1, &c1).len(), 32);
     }
 }

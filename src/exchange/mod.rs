@@ -1,16 +1,20 @@
-//! The exchange worker: takes login codes from the codes stream, exchanges each with WeChat at
-//! most once and within the app's quota, and publishes exactly one result per code.
+//! The exchange worker: takes login codes (and phone codes) from the codes stream, exchanges
+//! each with WeChat at most once and within the app's quota for that API, and publishes exactly
+//! one result per code. Phone codes need the fleet's access_token ([`token`]).
 //!
 //! [`Exchanger::handle`] is one worker step — a plain function tests call directly;
 //! [`run`] is the loop that feeds it from a durable pull consumer, many exchanges at once.
 
 mod attempt;
 pub mod budget;
+mod calls;
 mod claim;
 pub mod limiter;
+mod phone;
 mod record;
 mod run;
 pub mod skew;
+pub mod token;
 
 use crate::clock::Clock;
 use crate::contract::AppId;
@@ -24,16 +28,19 @@ use crate::{
     contract::events::{FailureReason, LoginOutcome, LoginRequested, LoginResult},
     contract::ledger::{Ledger, LedgerError},
     contract::topology::Topology,
-    crypto::Keyring,
+    crypto::{Keyring, LookupKey},
     quota::Quota,
     settings::App,
     wechat::WechatClient,
 };
 use attempt::{Next, Slot, Stopped};
 pub use budget::Budget;
+pub use calls::answer_calls;
 use claim::{Held, Start};
 pub use limiter::{AcquireError, AppLimiter};
+use phone::PhoneAttempts;
 pub use run::run;
+pub use token::AccessTokens;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -111,6 +118,12 @@ pub struct Exchanger {
     pub wechat: WechatClient,
     pub apps: HashMap<AppId, SecretString>,
     pub limiters: HashMap<AppId, Arc<AppLimiter>>,
+    /// The same for the phone API (`phone_quota`, a schedule of its own per appid).
+    pub phone_limiters: HashMap<AppId, Arc<AppLimiter>>,
+    /// The fleet's one access_token per appid.
+    pub tokens: Arc<AccessTokens>,
+    /// The key of the phone numbers' lookup hashes.
+    pub lookup: LookupKey,
     /// The fleet's shared call schedule (the quota of all workers together).
     pub budget: Budget,
     pub keyring: Arc<Keyring>,
@@ -136,6 +149,10 @@ pub struct ExchangerParts<'a> {
     pub apps: &'a [App],
     /// Each app's quota, for the whole fleet.
     pub quota: Quota,
+    /// Each app's quota of phone exchanges, for the whole fleet.
+    pub phone_quota: Quota,
+    pub tokens: Arc<AccessTokens>,
+    pub lookup: LookupKey,
     pub keyring: Arc<Keyring>,
     pub ledger: Ledger,
     pub budget: Budget,
@@ -144,12 +161,20 @@ pub struct ExchangerParts<'a> {
     pub topology: Topology,
 }
 
+/// The name of an appid's phone-API schedule in the quota bucket (no appid has a dot).
+fn phone_schedule(appid: &AppId) -> String {
+    format!("{appid}.phone")
+}
+
 impl Exchanger {
     pub fn new(parts: ExchangerParts<'_>) -> Self {
         let ExchangerParts {
             wechat,
             apps,
             quota,
+            phone_quota,
+            tokens,
+            lookup,
             keyring,
             ledger,
             budget,
@@ -172,6 +197,16 @@ impl Exchanger {
                     (a.appid.clone(), Arc::new(limiter))
                 })
                 .collect(),
+            phone_limiters: apps
+                .iter()
+                .map(|a| {
+                    let schedule = phone_schedule(&a.appid);
+                    let limiter = AppLimiter::new(&schedule, phone_quota, budget.clone());
+                    (a.appid.clone(), Arc::new(limiter))
+                })
+                .collect(),
+            tokens,
+            lookup,
             keyring,
             ledger,
             budget,
@@ -191,7 +226,17 @@ impl Exchanger {
     /// that grows while it keeps failing: without it, this worker would go on calling WeChat
     /// through the others' pauses until its next restart.
     pub async fn follow_fleet_pauses(self: Arc<Self>) {
-        let limiters = self.limiters.clone();
+        // Every schedule this worker takes slots of, by its name in the quota bucket.
+        let limiters: HashMap<String, Arc<AppLimiter>> = self
+            .limiters
+            .iter()
+            .map(|(appid, l)| (appid.to_string(), l.clone()))
+            .chain(
+                self.phone_limiters
+                    .iter()
+                    .map(|(appid, l)| (phone_schedule(appid), l.clone())),
+            )
+            .collect();
         let refresher = {
             let limiters = limiters.clone();
             tokio::spawn(async move {
@@ -207,7 +252,7 @@ impl Exchanger {
                 l.note_pause(until);
             }
         };
-        let appids: Vec<String> = limiters.keys().map(|a| a.to_string()).collect();
+        let appids: Vec<String> = limiters.keys().cloned().collect();
         let mut wait = REWATCH_FIRST;
         loop {
             let started = tokio::time::Instant::now();
@@ -295,8 +340,11 @@ impl Exchanger {
         held: &Held,
     ) -> Result<(LoginOutcome, u32), Stopped> {
         let failure = |errcode, reason| LoginOutcome::Failure { errcode, reason };
-        let (Some(secret), Some(limiter)) =
-            (self.apps.get(&req.appid), self.limiters.get(&req.appid))
+        let limiters = match req.phone {
+            Some(_) => &self.phone_limiters,
+            None => &self.limiters,
+        };
+        let (Some(secret), Some(limiter)) = (self.apps.get(&req.appid), limiters.get(&req.appid))
         else {
             tracing::error!("this worker has no secret for the app");
             return Ok((failure(40013, FailureReason::Misconfigured), 0));
@@ -315,6 +363,7 @@ impl Exchanger {
         };
         let mut calls = 0u32;
         let mut retries = 0u32;
+        let mut phone_attempts = PhoneAttempts::default();
         // Set once an attempt may have reached WeChat without an answer we could read.
         let mut ambiguous = took_over;
         loop {
@@ -348,10 +397,17 @@ impl Exchanger {
                 }
             }
             calls += 1;
-            match self
-                .attempt(req, secret, &code, limiter, &mut ambiguous)
-                .await
-            {
+            let next = match req.phone {
+                Some(_) => {
+                    self.attempt_phone(req, &code, limiter, &mut ambiguous, &mut phone_attempts)
+                        .await
+                }
+                None => {
+                    self.attempt(req, secret, &code, limiter, &mut ambiguous)
+                        .await
+                }
+            };
+            match next {
                 Next::Final(outcome) => return Ok((outcome, calls)),
                 Next::Paused => {}
                 Next::Retry => {

@@ -187,6 +187,9 @@ pub(super) async fn post_decrypt(
 async fn decrypt(ingress: &Ingress, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     // The token first: nobody without a session gets their body read.
     let (token, record) = account::session(ingress, headers).await?;
+    if record.key_stale {
+        return Err(error::SESSION_KEY_REPLACED);
+    }
     let bytes = body::read_bytes(headers, body, MAX_DECRYPT_BODY_BYTES, &[body::Media::Json])
         .await?
         .1;
@@ -253,6 +256,8 @@ async fn store_unionid(ingress: &Ingress, token: &str, record: &SessionRecord, u
 error_set! {
     /// What `POST /v1/decrypt` can answer besides 200.
     DecryptErrors {
+        SESSION_KEY_REPLACED: "a session-key check found that WeChat replaced this session's \
+key (87009): call `wx.login()` and log in again, then get the data again",
         UNREADABLE_BODY: "the body is not a JSON object",
         BAD_REQUEST(BAD_REQUEST): "`encryptedData` or `iv` missing or not strings, or \
 only one of `rawData` and `signature`",

@@ -78,6 +78,26 @@ pub const SERVER_MISCONFIGURED: ApiError = e(
     -1,
     "login is misconfigured on the server",
 );
+pub const INVALID_PHONE_CODE: ApiError = e(
+    StatusCode::BAD_REQUEST,
+    40029,
+    "invalid phone code: tap the button again",
+);
+pub const PHONE_CODE_SPENT: ApiError = e(
+    StatusCode::SERVICE_UNAVAILABLE,
+    -1,
+    "WeChat did not answer for the phone code, which may have been spent: tap the button again",
+);
+pub const PHONE_CODE_OTHER_APP: ApiError = e(
+    StatusCode::BAD_REQUEST,
+    40013,
+    "the phone code was issued to another app",
+);
+pub const SESSION_KEY_REPLACED: ApiError = e(
+    StatusCode::CONFLICT,
+    87009,
+    "the session_key was replaced: call wx.login and log in again",
+);
 pub const UPSTREAM_UNEXPECTED: ApiError =
     e(StatusCode::BAD_GATEWAY, -1, "unexpected answer from WeChat");
 pub const BODY_TOO_LARGE: ApiError = e(StatusCode::PAYLOAD_TOO_LARGE, 45002, "body too large");

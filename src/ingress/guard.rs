@@ -212,7 +212,10 @@ mod tests {
 
     #[test]
     fn the_post_paths_are_read_from_the_routes() {
-        assert_eq!(*POST_PATHS, ["/v1/login", "/v1/logout", "/v1/decrypt"]);
+        assert_eq!(
+            *POST_PATHS,
+            ["/v1/login", "/v1/logout", "/v1/decrypt", "/v1/phone"]
+        );
     }
 
     fn guard(quota: &str) -> Guard {

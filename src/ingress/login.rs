@@ -176,6 +176,7 @@ async fn publish(ingress: &Ingress, ticket: &Ticket, code: &str) -> Result<bool,
         code_sealed: String::new(),
         code_key: ticket.code_key.clone(),
         received_at_ms: ticket.received_at_ms,
+        phone: None,
     };
     event.seal_code(&ingress.keyring, code);
     let headers = headers::for_code(&event, &ingress.reply_subject);
@@ -210,58 +211,91 @@ pub(super) async fn publish_acked(
 /// none, we arrived before the end and share the outcome, waiting for it on the result's
 /// subject (no polling).
 async fn duplicate_login(ingress: &Ingress, mut ticket: Ticket) -> Result<Response, ApiError> {
-    let subject = ingress
-        .topology
-        .result_subject(&ticket.appid, &ticket.code_key);
-    // Subscribed (and the server told, by the flush) before the read, so a result published
-    // after the read reaches us.
-    let mut results = ingress.nats.subscribe(subject).await.map_err(|e| {
-        tracing::warn!(error = %e, "cannot watch for the code's result");
-        error::UNAVAILABLE
-    })?;
-    ingress.nats.flush().await.map_err(|e| {
-        tracing::warn!(error = %e, "cannot watch for the code's result");
-        error::UNAVAILABLE
-    })?;
-    if code_result(ingress, &ticket).await?.is_some() {
+    let (watch, stored) = ResultWatch::start(ingress, &ticket.appid, &ticket.code_key).await?;
+    if stored.is_some() {
         return Err(error::CODE_USED);
     }
     ticket.joined = true;
-    // A message on the subject only wakes us: core NATS delivers publishes the stream refused
-    // too (a second result, a result while the stream is full), so the stored one is read —
-    // a few times, as the message can reach us before the stream has stored it.
-    let result = tokio::time::timeout(ingress.login_wait, async {
-        while results.next().await.is_some() {
-            for pause in [0, 20, 100] {
-                tokio::time::sleep(Duration::from_millis(pause)).await;
-                if let Some(result) = code_result(ingress, &ticket).await? {
-                    return Ok(Some(result));
+    match watch.wait(ingress.login_wait).await {
+        Some(result) => answer(ingress, &ticket, &result, IfStoreDown::Ticket).await,
+        // Joined: whatever went wrong, the ticket keeps that and finishes the login.
+        None => accepted(ingress, &ticket),
+    }
+}
+
+/// Waiting for a code's result on its subject, without polling.
+pub(super) struct ResultWatch<'a> {
+    ingress: &'a Ingress,
+    appid: &'a AppId,
+    code_key: &'a CodeKey,
+    results: async_nats::Subscriber,
+}
+
+impl<'a> ResultWatch<'a> {
+    /// Subscribes to the code's result subject (the server told, by the flush, before the read,
+    /// so a result published after the read reaches us), then reads the stored result.
+    pub(super) async fn start(
+        ingress: &'a Ingress,
+        appid: &'a AppId,
+        code_key: &'a CodeKey,
+    ) -> Result<(ResultWatch<'a>, Option<LoginResult>), ApiError> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, "cannot watch for the code's result");
+            error::UNAVAILABLE
+        };
+        let subject = ingress.topology.result_subject(appid, code_key);
+        let results = ingress
+            .nats
+            .subscribe(subject)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        ingress.nats.flush().await.map_err(|e| unavailable(&e))?;
+        let stored = code_result(ingress, appid, code_key).await?;
+        let watch = ResultWatch {
+            ingress,
+            appid,
+            code_key,
+            results,
+        };
+        Ok((watch, stored))
+    }
+
+    /// The result once it is stored, within `wait`; `None` past it or on an error. A message on
+    /// the subject only wakes us: core NATS delivers publishes the stream refused too (a second
+    /// result, a result while the stream is full), so the stored one is read — a few times, as
+    /// the message can reach us before the stream has stored it.
+    pub(super) async fn wait(mut self, wait: Duration) -> Option<LoginResult> {
+        let found = tokio::time::timeout(wait, async {
+            while self.results.next().await.is_some() {
+                for pause in [0, 20, 100] {
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    if let Some(result) =
+                        code_result(self.ingress, self.appid, self.code_key).await?
+                    {
+                        return Ok(Some(result));
+                    }
                 }
             }
+            Ok::<_, ApiError>(None)
+        })
+        .await;
+        match found {
+            Ok(Ok(result)) => result,
+            _ => None,
         }
-        Ok::<_, ApiError>(None)
-    })
-    .await;
-    match result {
-        Ok(Ok(Some(result))) => answer(ingress, &ticket, &result, IfStoreDown::Ticket).await,
-        // Joined: whatever went wrong, the ticket keeps that and finishes the login.
-        _ => accepted(ingress, &ticket),
     }
 }
 
 /// The code's result, as the results stream's leader has it.
 pub(super) async fn code_result(
     ingress: &Ingress,
-    ticket: &Ticket,
+    appid: &AppId,
+    code_key: &CodeKey,
 ) -> Result<Option<LoginResult>, ApiError> {
-    ingress
-        .ledger
-        .result(&ticket.appid, &ticket.code_key)
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "code ledger unavailable");
-            error::UNAVAILABLE
-        })
+    ingress.ledger.result(appid, code_key).await.map_err(|e| {
+        tracing::warn!(error = %e, "code ledger unavailable");
+        error::UNAVAILABLE
+    })
 }
 
 /// What a successful exchange answers while its session cannot be written (the session store
@@ -316,6 +350,7 @@ pub(super) async fn answer(
                 login_id: ticket.login_id.clone(),
                 created_at_ms: now,
                 expires_at_ms: now + ingress.topology.session_ttl.as_millis() as i64,
+                key_stale: false,
             };
             match ingress.sessions.create(&ticket.token, &record).await {
                 Ok(Lookup::Active(rec)) => Ok(Json(TokenAnswer {
@@ -334,6 +369,12 @@ pub(super) async fn answer(
             }
         }
         LoginOutcome::Failure { errcode, reason } => Err(failure_answer(*errcode, *reason)),
+        // A phone code's result under a login code's key: cannot be made without the master
+        // key (the key namespaces differ), so never a session.
+        LoginOutcome::Phone { .. } => {
+            tracing::warn!("a phone result answers a login: ignored");
+            Err(error::UPSTREAM_UNEXPECTED)
+        }
     }
 }
 

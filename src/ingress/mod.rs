@@ -1,5 +1,5 @@
-//! The HTTP API. A login is validated here, published to the codes stream, and answered from
-//! the worker's reply (or a ticket when the reply is slow). Session lookups and logout read the
+//! The HTTP API. A login (or a phone code) is validated here, published to the codes stream,
+//! and answered from the worker's reply (or a ticket when the reply is slow). Session lookups and logout read the
 //! shared session store, so any ingress process can serve any token.
 
 mod account;
@@ -12,6 +12,8 @@ pub mod guard;
 mod keep_alive;
 mod login;
 pub mod openapi;
+mod phone;
+mod session_key;
 mod ticket;
 pub mod validate;
 
@@ -35,7 +37,7 @@ use crate::{
     contract::topology::Topology,
     contract::{AppId, LoginId},
     contract::{
-        events::{LoginResult, Trust},
+        events::{CallAnswered, LoginResult, Trust},
         headers,
     },
     crypto::Keyring,
@@ -76,6 +78,8 @@ pub struct Ingress {
     pub guard: guard::Guard,
     /// Logins waiting for their worker's reply, by login id.
     waiters: DashMap<LoginId, oneshot::Sender<LoginResult>>,
+    /// Calls waiting for a worker's answer (session-key checks), by call id.
+    calls: DashMap<LoginId, oneshot::Sender<CallAnswered>>,
     reply_subject: String,
 }
 
@@ -129,6 +133,7 @@ impl Ingress {
             max_body_bytes: limits.max_body_bytes,
             guard: guard::Guard::new(limits),
             waiters: DashMap::new(),
+            calls: DashMap::new(),
             reply_subject,
         })
     }
@@ -147,6 +152,10 @@ impl Ingress {
             let Some(login_id) = headers::login_id(msg.headers.as_ref()) else {
                 continue;
             };
+            if self.calls.contains_key(login_id) {
+                self.deliver_call_answer(login_id, &msg.payload);
+                continue;
+            }
             match LoginResult::decode(&msg.payload) {
                 // Anyone who can publish to the reply subject could send one: a reply that is
                 // not a worker's result for this very login must not take the waiter, or the
@@ -173,6 +182,24 @@ impl Ingress {
             }
         }
         Ok(())
+    }
+
+    /// A worker's answer to a call of ours: only an authentic one, for this very call.
+    fn deliver_call_answer(&self, call_id: &str, payload: &[u8]) {
+        match CallAnswered::decode(payload) {
+            Ok(answer)
+                if answer.call_id.as_str() == call_id && answer.is_authentic(&self.keyring) =>
+            {
+                if let Some((_, tx)) = self.calls.remove(call_id) {
+                    let _ = tx.send(answer);
+                }
+            }
+            Ok(_) => {
+                crate::meter::untrusted("call_answer");
+                tracing::warn!(%call_id, "a call answer that fails authentication ignored");
+            }
+            Err(e) => tracing::warn!(error = %e, "unreadable call answer ignored"),
+        }
     }
 
     /// The HTTP API: every route of [`api`], with the login guard, the deadlines, and
@@ -218,6 +245,11 @@ pub(crate) fn api(ingress: Option<&Arc<Ingress>>) -> OpenApiRouter<Arc<Ingress>>
         .routes(routes!(account::me))
         .routes(routes!(account::logout))
         .routes(routes!(decrypt::post_decrypt))
+        // A phone code is exchanged like a login code: the same quota and in-flight bound.
+        .routes(guarded(routes!(phone::post_phone)))
+        .routes(guarded(routes!(phone::get_phone_ticket)))
+        // Each check is a WeChat call a worker makes: the same quota and in-flight bound.
+        .routes(guarded(routes!(session_key::get_session_key)))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(openapi::openapi_json))

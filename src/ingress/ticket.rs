@@ -52,10 +52,19 @@ pub(crate) struct Accepted {
 }
 
 pub(super) fn accepted(ingress: &Ingress, ticket: &Ticket) -> Result<Response, ApiError> {
-    let sealed = ingress.keyring.seal(
-        &serde_json::to_vec(ticket).expect("ticket serializes"),
-        TICKET_AAD,
-    );
+    accepted_sealed(ingress, ticket, TICKET_AAD)
+}
+
+/// `202` with `ticket` sealed under `aad` (each kind of ticket has its own, so none opens as
+/// another's).
+pub(super) fn accepted_sealed<T: Serialize>(
+    ingress: &Ingress,
+    ticket: &T,
+    aad: &[u8],
+) -> Result<Response, ApiError> {
+    let sealed = ingress
+        .keyring
+        .seal(&serde_json::to_vec(ticket).expect("ticket serializes"), aad);
     Ok((
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -100,7 +109,7 @@ pub(super) async fn get_ticket(
     if age > ingress.topology.ledger_max_age() {
         return error::UNKNOWN_TICKET.into_response();
     }
-    let result = match code_result(&ingress, &ticket).await {
+    let result = match code_result(&ingress, &ticket.appid, &ticket.code_key).await {
         Ok(Some(result)) => answer(&ingress, &ticket, &result, IfStoreDown::Unavailable).await,
         Ok(None) if age > ingress.topology.code_ttl + 2 * ingress.topology.exchange_ack_wait => {
             Err(error::EXPIRED)

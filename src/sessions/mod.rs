@@ -68,6 +68,10 @@ pub struct SessionRecord {
     pub login_id: LoginId,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
+    /// WeChat said (87009) that the session_key held here is no longer the user's: decrypts
+    /// are answered `409 87009` (log in again) instead of failing on the ciphertext.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key_stale: bool,
 }
 
 /// What a lookup found.
@@ -201,32 +205,71 @@ impl SessionStore {
     /// has none. Compare-and-set on the entry's revision: a logout or a concurrent update that
     /// got there first stands, and a revoked session is never brought back.
     pub async fn set_unionid(&self, token: &str, unionid: &str) -> Result<(), SessionError> {
+        self.amend(token, |record| {
+            let learnt = record.unionid.is_none();
+            if learnt {
+                record.unionid = Some(unionid.to_owned());
+            }
+            learnt
+        })
+        .await
+    }
+
+    /// Records that WeChat no longer takes this session's session_key (87009).
+    pub async fn mark_key_stale(&self, token: &str) -> Result<(), SessionError> {
+        self.amend(token, |record| {
+            !std::mem::replace(&mut record.key_stale, true)
+        })
+        .await
+    }
+
+    /// Changes a live session's record by compare-and-set; `change` says whether it changed
+    /// anything. A session logged out meanwhile is left as it is; a concurrent change is read
+    /// and `change` applied to it again (a few times).
+    async fn amend(
+        &self,
+        token: &str,
+        change: impl Fn(&mut SessionRecord) -> bool,
+    ) -> Result<(), SessionError> {
         if !is_well_formed(token) {
             return Ok(());
         }
+        for _ in 0..3 {
+            if self.amend_once(token, &change).await? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// One compare-and-set of [`SessionStore::amend`]: `Ok(false)` when another write came first.
+    async fn amend_once(
+        &self,
+        token: &str,
+        change: &impl Fn(&mut SessionRecord) -> bool,
+    ) -> Result<bool, SessionError> {
         let key = token_hash(token);
         let Some(entry) = leader::kv_entry(&self.kv, &key)
             .await
             .map_err(unavailable)?
         else {
-            return Ok(());
+            return Ok(true);
         };
         if entry.operation != Operation::Put {
-            return Ok(());
+            return Ok(true);
         }
         let (mut record, revision) = match self.believe(&key, &entry.value, entry.revision).await {
             Ok(found) => found,
-            Err(SessionError::Forged) => return Ok(()),
+            Err(SessionError::Forged) => return Ok(true),
             Err(e) => return Err(e),
         };
-        if record.unionid.is_some() {
-            return Ok(());
+        if !change(&mut record) {
+            return Ok(true);
         }
-        record.unionid = Some(unionid.to_owned());
         let value = stored::encode(&self.keyring, &key, &record);
         match self.kv.update(&key, value, revision).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(()),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
     }

@@ -102,6 +102,7 @@ mod tests {
             login_id: "l1".into(),
             created_at_ms: 1,
             expires_at_ms: 2,
+            key_stale: false,
         }
     }
 

@@ -3,6 +3,8 @@
 //! variables, each layer overriding the one before. The defaults have this one home: `Default`
 //! reads the same file, and a test checks the README's table against it.
 
+mod keys;
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -17,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::contract::AppId;
-use crate::crypto::sealing::{Keyring, MasterKey, SealFormat};
+use crate::crypto::sealing::SealFormat;
 use crate::ingress::client_ip::TrustedProxies;
 use crate::quota::Quota;
 
@@ -105,6 +107,10 @@ pub struct Settings {
     #[serde(default)]
     pub apps: AppsSetting,
     pub app_quota: Quota,
+    /// getuserphonenumber calls per appid, for the whole fleet (WeChat limits it apart).
+    pub phone_quota: Quota,
+    /// How long before its expiry the fleet's access_token is fetched again.
+    pub token_refresh_ahead_secs: u64,
     pub code_ttl_secs: u64,
     pub login_wait_ms: u64,
     pub session_ttl_secs: u64,
@@ -112,6 +118,9 @@ pub struct Settings {
     pub master_key_file: Option<PathBuf>,
     /// Previous master keys (base64, comma-separated) still accepted for reading.
     pub master_keys_previous: Option<SecretString>,
+    /// The key of phone-number hashes (never rotated); unset: derived from the master key.
+    pub lookup_key: Option<SecretString>,
+    pub lookup_key_file: Option<PathBuf>,
     /// What new seals and records are written as (and whether first-format codes, session
     /// records and results are still trusted): see [`SealFormat`].
     pub seal_format: SealFormat,
@@ -365,34 +374,6 @@ impl Settings {
             }
         }
         Ok(apps)
-    }
-
-    /// The master key ring, or `None` when no key is configured.
-    pub fn keyring(&self) -> Result<Option<Keyring>, SettingsError> {
-        let primary = match (&self.master_key, &self.master_key_file) {
-            (Some(k), _) => k.expose_secret().to_string(),
-            (None, Some(path)) => read_secret_file(path)?,
-            (None, None) => return Ok(None),
-        };
-        let parse = |b64: &str| {
-            MasterKey::from_base64(b64.trim()).map_err(|_| {
-                SettingsError::Invalid("a master key must be 32 bytes, base64-encoded".into())
-            })
-        };
-        let primary = parse(&primary)?;
-        let mut previous = Vec::new();
-        if let Some(list) = &self.master_keys_previous {
-            for k in list
-                .expose_secret()
-                .split(',')
-                .filter(|k| !k.trim().is_empty())
-            {
-                previous.push(parse(k)?);
-            }
-        }
-        Ok(Some(
-            Keyring::new(primary, previous).writing(self.seal_format),
-        ))
     }
 }
 

@@ -3,7 +3,8 @@
 //! NOTHING RETURNING`): only the ones that were not there yet count. Then one `INSERT … ON
 //! CONFLICT DO UPDATE` per user of those: `login_count` grows by their number and every other
 //! column takes the merge [`super::users`] defines, so two upserters, redeliveries, replays and
-//! re-imported streams all end with the same rows. Then the decrypts' unionids.
+//! re-imported streams all end with the same rows. Then the decrypts' unionids, then the phone
+//! numbers.
 //!
 //! Concurrent upserters on PostgreSQL: a login both insert is counted by the first to commit
 //! (the second waits on the primary key, then skips it). Rows are written in one order (login
@@ -17,7 +18,7 @@ use sea_orm::{
     sea_query::{Expr, OnConflict, Query},
 };
 
-use super::users::{self, Change, UnionidUpdate, UserLogin, logins};
+use super::users::{self, Change, KeyReset, PhoneUpdate, UnionidUpdate, UserLogin, logins};
 
 /// What a batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,7 @@ pub struct Applied {
     /// Logins already counted (redeliveries, replays).
     pub repeated_logins: usize,
     pub unionids: usize,
+    pub phones: usize,
 }
 
 /// Whether `(at, login_id)` of the row being inserted is newer than the row's: the one meaning
@@ -56,15 +58,19 @@ fn latest(column: &str) -> Expr {
 pub async fn apply(db: &DatabaseConnection, changes: &[Change]) -> Result<Applied, DbErr> {
     let mut logins: Vec<&UserLogin> = Vec::new();
     let mut unionids: Vec<&UnionidUpdate> = Vec::new();
+    let mut phones: Vec<&PhoneUpdate> = Vec::new();
+    let mut resets: Vec<&KeyReset> = Vec::new();
     for change in changes {
         match change {
             Change::Login(l) => logins.push(l),
             Change::Unionid(u) => unionids.push(u),
+            Change::Phone(p) => phones.push(p),
+            Change::KeyReset(r) => resets.push(r),
         }
     }
     logins.sort_by(|a, b| a.login_id.cmp(&b.login_id));
     logins.dedup_by(|a, b| a.login_id == b.login_id);
-    if logins.is_empty() && unionids.is_empty() {
+    if logins.is_empty() && unionids.is_empty() && phones.is_empty() && resets.is_empty() {
         return Ok(Applied::default());
     }
     let txn = db.begin().await?;
@@ -76,11 +82,14 @@ pub async fn apply(db: &DatabaseConnection, changes: &[Change]) -> Result<Applie
         .collect();
     upsert_users(&txn, &counted).await?;
     learn_unionids(&txn, &unionids).await?;
+    set_phones(&txn, &phones).await?;
+    reset_keys(&txn, &resets).await?;
     txn.commit().await?;
     Ok(Applied {
         new_logins: counted.len(),
         repeated_logins: logins.len() - counted.len(),
         unionids: unionids.len(),
+        phones: phones.len(),
     })
 }
 
@@ -154,6 +163,9 @@ async fn upsert_users(txn: &impl ConnectionTrait, counted: &[&UserLogin]) -> Res
             created_at: Set(earliest),
             updated_at: Set(newest.at),
             key_at_ms: Set(newest.at.timestamp_millis()),
+            phone_sealed: NotSet,
+            phone_hash: NotSet,
+            phone_at_ms: NotSet,
         }
     });
     let on_conflict = OnConflict::columns([users::Column::Appid, users::Column::Openid])
@@ -201,12 +213,103 @@ async fn learn_unionids(
         created_at: Set(u.at),
         updated_at: Set(u.at),
         key_at_ms: Set(0),
+        phone_sealed: NotSet,
+        phone_hash: NotSet,
+        phone_at_ms: NotSet,
     });
     let on_conflict = OnConflict::columns([users::Column::Appid, users::Column::Openid])
         .value(
             users::Column::Unionid,
             Expr::cust("COALESCE(wx_users.unionid, excluded.unionid)"),
         )
+        .to_owned();
+    merge_rows(txn, rows, on_conflict).await
+}
+
+/// Whether the phone being inserted is newer than the row's: exchanged later, ties by the hash.
+const NEWER_PHONE: &str = "(excluded.phone_at_ms > wx_users.phone_at_ms OR (excluded.phone_at_ms = wx_users.phone_at_ms AND excluded.phone_hash > COALESCE(wx_users.phone_hash, '')))";
+
+fn if_newer_phone(column: &str) -> Expr {
+    Expr::cust(format!(
+        "CASE WHEN {NEWER_PHONE} THEN excluded.{column} ELSE wx_users.{column} END"
+    ))
+}
+
+/// Sets each user's newest phone number; makes the row (no login counted, no key: any login's
+/// replaces it) if the login's own result has not been applied yet.
+async fn set_phones(txn: &impl ConnectionTrait, phones: &[&PhoneUpdate]) -> Result<(), DbErr> {
+    let mut per_user: BTreeMap<(&str, &str), &PhoneUpdate> = BTreeMap::new();
+    for p in phones {
+        let entry = per_user.entry((&p.appid, &p.openid)).or_insert(p);
+        if (p.at, &p.phone_hash) > (entry.at, &entry.phone_hash) {
+            *entry = p;
+        }
+    }
+    if per_user.is_empty() {
+        return Ok(());
+    }
+    let rows = per_user.into_values().map(|p| users::ActiveModel {
+        id: NotSet,
+        appid: Set(p.appid.clone()),
+        openid: Set(p.openid.clone()),
+        unionid: Set(None),
+        session_key_sealed: Set(String::new()),
+        login_count: Set(0),
+        last_event_seq: Set(p.seq as i64),
+        last_login_id: Set(String::new()),
+        created_at: Set(p.at),
+        updated_at: Set(p.at),
+        key_at_ms: Set(0),
+        phone_sealed: Set(Some(p.phone_sealed.clone())),
+        phone_hash: Set(Some(p.phone_hash.clone())),
+        phone_at_ms: Set(p.at.timestamp_millis()),
+    });
+    // (The order matters: the columns are set left to right, and `phone_at_ms` decides the
+    // others, so it goes last.)
+    let on_conflict = OnConflict::columns([users::Column::Appid, users::Column::Openid])
+        .value(users::Column::PhoneSealed, if_newer_phone("phone_sealed"))
+        .value(users::Column::PhoneHash, if_newer_phone("phone_hash"))
+        .value(users::Column::PhoneAtMs, if_newer_phone("phone_at_ms"))
+        .to_owned();
+    merge_rows(txn, rows, on_conflict).await
+}
+
+/// Makes each reset key the user's newest if it is (by the reset's time, as a login's key goes
+/// by its exchange's): a login after the reset replaces it, one before does not.
+async fn reset_keys(txn: &impl ConnectionTrait, resets: &[&KeyReset]) -> Result<(), DbErr> {
+    let mut per_user: BTreeMap<(&str, &str), &KeyReset> = BTreeMap::new();
+    for r in resets {
+        let entry = per_user.entry((&r.appid, &r.openid)).or_insert(r);
+        if (r.at, &r.call_id) > (entry.at, &entry.call_id) {
+            *entry = r;
+        }
+    }
+    if per_user.is_empty() {
+        return Ok(());
+    }
+    let rows = per_user.into_values().map(|r| users::ActiveModel {
+        id: NotSet,
+        appid: Set(r.appid.clone()),
+        openid: Set(r.openid.clone()),
+        unionid: Set(None),
+        session_key_sealed: Set(r.session_key_sealed.clone()),
+        login_count: Set(0),
+        last_event_seq: Set(r.seq as i64),
+        last_login_id: Set(r.call_id.clone()),
+        created_at: Set(r.at),
+        updated_at: Set(r.at),
+        key_at_ms: Set(r.at.timestamp_millis()),
+        phone_sealed: NotSet,
+        phone_hash: NotSet,
+        phone_at_ms: NotSet,
+    });
+    let on_conflict = OnConflict::columns([users::Column::Appid, users::Column::Openid])
+        .value(
+            users::Column::SessionKeySealed,
+            if_newer("session_key_sealed"),
+        )
+        .value(users::Column::LastLoginId, if_newer("last_login_id"))
+        .value(users::Column::KeyAtMs, if_newer("key_at_ms"))
         .to_owned();
     merge_rows(txn, rows, on_conflict).await
 }
@@ -234,6 +337,7 @@ impl std::ops::AddAssign for Applied {
         self.new_logins += other.new_logins;
         self.repeated_logins += other.repeated_logins;
         self.unionids += other.unionids;
+        self.phones += other.phones;
     }
 }
 

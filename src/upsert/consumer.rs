@@ -21,7 +21,7 @@ use crate::{
     },
     upsert::{
         apply, db,
-        users::{Change, UnionidUpdate, UserLogin},
+        users::{Change, KeyReset, PhoneUpdate, UnionidUpdate, UserLogin},
     },
 };
 
@@ -72,6 +72,26 @@ pub fn read(seq: u64, payload: &[u8]) -> Read {
             session_key_sealed,
             at: at(finished_at_ms),
         }),
+        Ok(ResultEvent::Login(LoginResult {
+            login_id,
+            appid,
+            finished_at_ms,
+            outcome:
+                LoginOutcome::Phone {
+                    openid,
+                    phone_sealed,
+                    phone_hash,
+                },
+            ..
+        })) => Change::Phone(PhoneUpdate {
+            seq,
+            request_id: login_id.into(),
+            appid: appid.into(),
+            openid,
+            phone_sealed,
+            phone_hash,
+            at: at(finished_at_ms),
+        }),
         Ok(ResultEvent::Login(_)) => return Read::Nothing,
         Ok(ResultEvent::Unionid(u)) => Change::Unionid(UnionidUpdate {
             seq,
@@ -81,6 +101,14 @@ pub fn read(seq: u64, payload: &[u8]) -> Read {
             unionid: u.unionid,
             session_key_sealed: u.session_key_sealed,
             at: at(u.learned_at_ms),
+        }),
+        Ok(ResultEvent::KeyReset(r)) => Change::KeyReset(KeyReset {
+            seq,
+            call_id: r.call_id.into(),
+            appid: r.appid.into(),
+            openid: r.openid,
+            session_key_sealed: r.session_key_sealed,
+            at: at(r.reset_at_ms),
         }),
         Err(e) => return Read::Park(e.parking_reason()),
     };

@@ -4,13 +4,15 @@
 //! - [`apply`]: the batched, order-free upsert both share, isolating what the database refuses;
 //! - [`users`]: the tables, the changes events ask of them, and what "newest" means;
 //! - [`db`]: the connection (SQLite in WAL mode, or PostgreSQL) and migrations;
-//! - [`backfill`]: what the upgrade to exact counts records from the results stream.
+//! - [`backfill`]: what the upgrade to exact counts records from the results stream;
+//! - [`sign`]: bodies signed with a user's newest session_key for the company's services.
 
 pub mod apply;
 pub mod backfill;
 pub mod consumer;
 pub mod db;
 pub mod replay;
+pub mod sign;
 pub mod users;
 
 pub use backfill::prepare;

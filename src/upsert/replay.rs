@@ -34,6 +34,10 @@ pub struct ReplayStats {
     pub logins: u64,
     /// Unionids learnt by decrypts.
     pub unionids: u64,
+    /// Phone numbers exchanged.
+    pub phones: u64,
+    /// Session keys an operator had reset.
+    pub key_resets: u64,
     pub failures: u64,
     /// Events this build cannot apply (the live upserter parks them: `wxlogin parked list`).
     pub malformed: u64,
@@ -164,6 +168,8 @@ async fn flush(
             _ if refused.iter().any(|(r, _)| *r == i) => {}
             Change::Login(_) => stats.logins += 1,
             Change::Unionid(_) => stats.unionids += 1,
+            Change::Phone(_) => stats.phones += 1,
+            Change::KeyReset(_) => stats.key_resets += 1,
         }
     }
     Ok(())

@@ -9,6 +9,8 @@
 //!   the login id); `key_at_ms` and `last_login_id` say which it is;
 //! - `unionid`: never erased once known; WeChat's, in a login's answer, wins over the one a
 //!   decrypt learnt ([`UnionidUpdate`]), which fills it only where none is known;
+//! - the phone number (`phone_sealed`, `phone_hash`): the one of the newest phone exchange
+//!   (`phone_at_ms`, ties broken by the hash), never erased by a login;
 //! - `created_at` / `updated_at`: the earliest and latest event time.
 //!
 //! `last_event_seq` is kept for upserters of the first format only (the highest stream
@@ -35,6 +37,12 @@ pub struct Model {
     pub updated_at: DateTime<Utc>,
     /// When the exchange of the kept session_key's login ended (0: a row only a decrypt made).
     pub key_at_ms: i64,
+    /// The newest phone number, sealed (AAD: `crate::contract::events::phone_aad`).
+    pub phone_sealed: Option<String>,
+    /// Its lookup hash (`crate::contract::events::phone_hash`): never the number.
+    pub phone_hash: Option<String>,
+    /// When its exchange ended (0: none).
+    pub phone_at_ms: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -90,11 +98,38 @@ pub struct UnionidUpdate {
     pub at: DateTime<Utc>,
 }
 
+/// A phone number exchanged for a user (`POST /v1/phone`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneUpdate {
+    pub seq: u64,
+    /// The phone request's id.
+    pub request_id: String,
+    pub appid: String,
+    pub openid: String,
+    pub phone_sealed: String,
+    pub phone_hash: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A session_key an operator had WeChat reset: the user's newest key from `at` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyReset {
+    pub seq: u64,
+    /// The reset call's id (the row's `last_login_id` while this key is its newest).
+    pub call_id: String,
+    pub appid: String,
+    pub openid: String,
+    pub session_key_sealed: String,
+    pub at: DateTime<Utc>,
+}
+
 /// What one result event asks of the tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Login(UserLogin),
     Unionid(UnionidUpdate),
+    Phone(PhoneUpdate),
+    KeyReset(KeyReset),
 }
 
 /// Column widths (PostgreSQL enforces them; SQLite would not, so they are checked here, for
@@ -109,6 +144,8 @@ impl Change {
         let (login_id, appid, openid, unionid) = match self {
             Change::Login(l) => (&l.login_id, &l.appid, &l.openid, l.unionid.as_deref()),
             Change::Unionid(u) => (&u.login_id, &u.appid, &u.openid, Some(u.unionid.as_str())),
+            Change::Phone(p) => (&p.request_id, &p.appid, &p.openid, None),
+            Change::KeyReset(r) => (&r.call_id, &r.appid, &r.openid, None),
         };
         let fields = [
             ("login_id", login_id.as_str(), MAX_ID),
@@ -134,6 +171,8 @@ impl Change {
         match self {
             Change::Login(l) => l.seq,
             Change::Unionid(u) => u.seq,
+            Change::Phone(p) => p.seq,
+            Change::KeyReset(r) => r.seq,
         }
     }
 }

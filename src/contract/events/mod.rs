@@ -5,13 +5,25 @@
 //! never travel in plaintext: the login code and the session_key are sealed under the master key
 //! (see [`crate::crypto::sealing`]).
 
+mod calls;
+
 use serde::{Deserialize, Serialize};
+
+pub use calls::{
+    CALL_ANSWERED_V1, CALL_REQUESTED_V1, CallAnswered, CallKind, CallOutcome, CallRequested,
+    SESSION_KEY_RESET, SESSION_KEY_RESET_V1, SessionKeyReset,
+};
 
 use super::ids::{AppId, CodeKey, LoginId};
 use crate::crypto::{Keyring, SealError, SealFormat};
 
 pub const LOGIN_REQUESTED_V1: u32 = 1;
+/// A request that exchanges something other than a login code (a phone code: [`PhoneExchange`]).
+/// Readers of v1 only park it: they would send it to the wrong API.
+pub const LOGIN_REQUESTED_V2: u32 = 2;
 pub const LOGIN_RESULT_V1: u32 = 1;
+/// A result with an outcome a v1 reader does not know ([`LoginOutcome::Phone`]).
+pub const LOGIN_RESULT_V2: u32 = 2;
 pub const UNIONID_LEARNED_V1: u32 = 1;
 /// The `event` of a [`UnionidLearned`]. A [`LoginResult`] carries no `event` (the first format
 /// of the results stream); every later kind of event on it names itself.
@@ -77,6 +89,18 @@ pub struct LoginRequested {
     /// When the ingress received the code; it may not be sent upstream after
     /// `received_at_ms + code_ttl`.
     pub received_at_ms: i64,
+    /// Set (and `v` = 2) when the code is a phone code of this session's user, not a login code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<PhoneExchange>,
+}
+
+/// What a phone-code exchange needs beyond a login's: whose number it is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PhoneExchange {
+    /// The session's user: WeChat checks that the code is theirs.
+    pub openid: String,
+    /// The session (its login) that submitted the code.
+    pub session: LoginId,
 }
 
 impl LoginRequested {
@@ -135,6 +159,46 @@ pub enum LoginOutcome {
         errcode: i64,
         reason: FailureReason,
     },
+    /// A phone code exchanged (results of `v` 2 only).
+    Phone {
+        openid: String,
+        /// [`PhoneNumber`] as JSON, sealed (AAD: [`phone_aad`]).
+        phone_sealed: String,
+        /// [`crate::crypto::LookupKey`] hash of the number ([`phone_hash`]): for indexes and
+        /// lookups without the number.
+        phone_hash: String,
+    },
+}
+
+/// A user's phone number as WeChat gave it; travels and rests only sealed.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PhoneNumber {
+    #[serde(rename = "phoneNumber")]
+    pub phone_number: String,
+    #[serde(rename = "purePhoneNumber")]
+    pub pure_phone_number: String,
+    /// Always a string, whether WeChat sent `"86"` or `86`.
+    #[serde(rename = "countryCode")]
+    pub country_code: String,
+}
+
+impl std::fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PhoneNumber(<redacted>)")
+    }
+}
+
+/// The associated data of a sealed phone number: it opens only as this app's user's.
+pub fn phone_aad(appid: &AppId, openid: &str) -> Vec<u8> {
+    format!("wxlogin-phone-v1\n{appid}\n{openid}").into_bytes()
+}
+
+/// The lookup hash of a number: the same number of the same app hashes the same, whoever's.
+pub fn phone_hash(key: &crate::crypto::LookupKey, appid: &AppId, phone: &PhoneNumber) -> String {
+    key.hash(
+        "wxlogin-phone-v1",
+        &[appid, &phone.country_code, &phone.pure_phone_number],
+    )
 }
 
 /// Published by a worker on `{prefix}.results.{appid}.{code hash}`, once per code (retained: the
@@ -185,13 +249,11 @@ impl LoginResult {
 
     /// What the tag covers: every field but the tag, as this build serializes them.
     fn tag_aad(&self) -> Vec<u8> {
-        let mut aad = b"wxlogin-result-v1\n".to_vec();
         let untagged = LoginResult {
             tag: None,
             ..self.clone()
         };
-        aad.extend_from_slice(&encode(&untagged));
-        aad
+        tag_aad(b"wxlogin-result-v1\n", &untagged)
     }
 
     /// This result, tagged under the ring's primary key.
@@ -237,6 +299,7 @@ pub struct UnionidLearned {
 pub enum ResultEvent {
     Login(LoginResult),
     Unionid(UnionidLearned),
+    KeyReset(SessionKeyReset),
 }
 
 impl ResultEvent {
@@ -245,6 +308,7 @@ impl ResultEvent {
         match versioned.event.as_deref() {
             None => LoginResult::decode(bytes).map(ResultEvent::Login),
             Some(UNIONID_LEARNED) => decode(bytes, UNIONID_LEARNED_V1).map(ResultEvent::Unionid),
+            Some(SESSION_KEY_RESET) => SessionKeyReset::decode(bytes).map(ResultEvent::KeyReset),
             Some(other) => Err(EventError::UnknownKind(other.to_owned())),
         }
     }
@@ -265,16 +329,48 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], known: u32) -> Result<T,
     serde_json::from_slice(bytes).map_err(|e| malformed(&e))
 }
 
+/// Reads `T` of version `v1` or `v2`; `fits` says whether what was read matches its version
+/// (a v1 event has no v2 field, a v2 event has one).
+fn decode_v1_or_v2<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    fits: impl Fn(&T, u32) -> bool,
+) -> Result<T, EventError> {
+    let versioned: Versioned = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
+    if !matches!(versioned.v, 1 | 2) {
+        return Err(EventError::UnsupportedVersion(versioned.v));
+    }
+    let event: T = serde_json::from_slice(bytes).map_err(|e| malformed(&e))?;
+    if !fits(&event, versioned.v) {
+        return Err(EventError::Malformed(format!(
+            "fields that do not belong to version {}",
+            versioned.v
+        )));
+    }
+    Ok(event)
+}
+
 impl LoginRequested {
     pub fn decode(bytes: &[u8]) -> Result<Self, EventError> {
-        decode(bytes, LOGIN_REQUESTED_V1)
+        decode_v1_or_v2(bytes, |r: &LoginRequested, v| {
+            r.phone.is_some() == (v == LOGIN_REQUESTED_V2)
+        })
     }
 }
 
 impl LoginResult {
     pub fn decode(bytes: &[u8]) -> Result<Self, EventError> {
-        decode(bytes, LOGIN_RESULT_V1)
+        decode_v1_or_v2(bytes, |r: &LoginResult, v| {
+            matches!(r.outcome, LoginOutcome::Phone { .. }) == (v == LOGIN_RESULT_V2)
+        })
     }
+}
+
+/// What a tag over an event covers: a label naming its kind, then the event (its tag left out)
+/// as this build serializes it.
+fn tag_aad<T: Serialize>(label: &[u8], untagged: &T) -> Vec<u8> {
+    let mut aad = label.to_vec();
+    aad.extend_from_slice(&encode(untagged));
+    aad
 }
 
 pub fn encode<T: Serialize>(event: &T) -> bytes::Bytes {

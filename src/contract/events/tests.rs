@@ -78,6 +78,7 @@ fn a_code_sealed_for_one_login_and_code_key_opens_for_no_other() {
         code_sealed: String::new(),
         code_key: "k1".into(),
         received_at_ms: 1,
+        phone: None,
     };
     req.seal_code(&ring, "the-code");
     assert!(req.code_sealed.starts_with("v2."));

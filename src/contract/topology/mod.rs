@@ -55,6 +55,7 @@ pub struct Handles {
     pub ledger: kv::Store,
     pub sessions: kv::Store,
     pub quota: kv::Store,
+    pub tokens: kv::Store,
 }
 
 impl Topology {
@@ -89,6 +90,29 @@ impl Topology {
     pub fn unionid_subject(&self, appid: &AppId, login_id: &super::LoginId) -> String {
         format!("{}.results.{appid}.unionid.{login_id}", self.prefix)
     }
+    /// A reset session_key's event (see [`crate::contract::events::SessionKeyReset`]).
+    pub fn key_reset_subject(&self, appid: &AppId, call_id: &super::LoginId) -> String {
+        format!("{}.results.{appid}.reset.{call_id}", self.prefix)
+    }
+    /// Where the company's services ask for a body signed with a user's session_key
+    /// (`{prefix}.sign.{appid}`; see [`crate::upsert::sign`]).
+    pub fn sign_subject(&self, appid: &AppId) -> String {
+        format!("{}.sign.{appid}", self.prefix)
+    }
+    pub fn sign_subjects(&self) -> String {
+        format!("{}.sign.*", self.prefix)
+    }
+    pub fn sign_queue(&self) -> String {
+        format!("{}_signers", self.prefix)
+    }
+    /// Synchronous WeChat calls the workers answer (core NATS, one queue group).
+    pub fn call_subject(&self, appid: &AppId) -> String {
+        format!("{}.calls.{appid}", self.prefix)
+    }
+    /// The queue group every worker answers calls in (one answer per call).
+    pub fn call_queue(&self) -> String {
+        format!("{}_workers", self.prefix)
+    }
     pub fn code_subject(&self, appid: &AppId) -> String {
         format!("{}.codes.{appid}", self.prefix)
     }
@@ -114,6 +138,10 @@ impl Topology {
     }
     pub fn quota_bucket(&self) -> String {
         format!("{}_quota", self.prefix)
+    }
+    /// The fleet's one access_token per appid (see [`crate::exchange::token`]).
+    pub fn tokens_bucket(&self) -> String {
+        format!("{}_tokens", self.prefix)
     }
 
     /// A code's record must outlive every way it could still reach WeChat: its TTL plus the
@@ -264,6 +292,7 @@ impl Topology {
             ledger: bucket(self.ledger_bucket()).await?,
             sessions: bucket(self.sessions_bucket()).await?,
             quota: bucket(self.quota_bucket()).await?,
+            tokens: bucket(self.tokens_bucket()).await?,
         })
     }
 
@@ -321,6 +350,17 @@ impl Topology {
             })
             .await
             .map_err(|e| err(self.quota_bucket())(Box::new(e)))?;
+        let tokens = js
+            .create_or_update_key_value(kv::Config {
+                bucket: self.tokens_bucket(),
+                description: "wxlogin: the fleet's access_token per appid (sealed)".into(),
+                history: 1,
+                storage: StorageType::File,
+                num_replicas: self.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(self.tokens_bucket())(Box::new(e)))?;
         Ok(Handles {
             codes,
             results,
@@ -328,6 +368,7 @@ impl Topology {
             ledger,
             sessions,
             quota,
+            tokens,
         })
     }
 }

@@ -19,7 +19,7 @@ const V2_KEY_INFO: &[u8] = b"wxlogin seal v2 xchacha20-poly1305";
 #[derive(Clone)]
 pub struct MasterKey {
     /// The key as configured; also the AES-256-GCM key of `v1` texts.
-    pub(super) bytes: [u8; 32],
+    pub(in crate::crypto) bytes: [u8; 32],
     /// HKDF-SHA256 of `bytes` for `v2` texts.
     pub(super) v2: [u8; 32],
     pub(super) kid: String,

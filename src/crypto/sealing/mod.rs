@@ -116,6 +116,11 @@ impl Keyring {
     }
 
     /// The key id new texts are sealed under.
+    /// The key new texts are sealed with (for keys derived from it: [`crate::crypto::LookupKey`]).
+    pub(crate) fn primary(&self) -> &MasterKey {
+        &self.primary
+    }
+
     pub fn primary_key_id(&self) -> String {
         self.primary.key_id()
     }

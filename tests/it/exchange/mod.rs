@@ -71,11 +71,25 @@ async fn rig_with_clock(clock: Clock) -> Rig {
         secret: SecretString::from(SECRET.to_string()),
     }];
     let ledger_kv = handles.ledger.clone();
+    let keyring = crate::helpers::test_keyring();
+    let tokens = wxlogin::exchange::AccessTokens::new(
+        handles.tokens.clone(),
+        wechat.clone(),
+        apps.iter()
+            .map(|a| (a.appid.clone(), a.secret.clone()))
+            .collect(),
+        keyring.clone(),
+        clock,
+        std::time::Duration::from_secs(240),
+    );
     let mut exchanger = Exchanger::new(ExchangerParts {
         wechat,
         apps: &apps,
         quota: "100/1s".parse().unwrap(),
-        keyring: crate::helpers::test_keyring(),
+        phone_quota: "100/1s".parse().unwrap(),
+        tokens: std::sync::Arc::new(tokens),
+        lookup: wxlogin::crypto::LookupKey::derived_from(&wxlogin::crypto::MasterKey::generate()),
+        keyring,
         ledger: Ledger::new(
             handles.ledger,
             handles.results.clone(),
@@ -107,6 +121,7 @@ fn request(rig: &Rig, login_id: &str, code: &str) -> Incoming {
         code_sealed: String::new(),
         code_key: CodeKey::of(&APPID.into(), code),
         received_at_ms: Clock::system().now_ms(),
+        phone: None,
     };
     // As the ingress seals it: bound to this login and code key.
     request.seal_code(&rig.exchanger.keyring, code);

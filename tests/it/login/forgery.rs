@@ -67,6 +67,7 @@ fn first_format_record(openid: &str, login_id: &str) -> bytes::Bytes {
         login_id: login_id.into(),
         created_at_ms: now,
         expires_at_ms: now + 3_600_000,
+        key_stale: false,
     };
     serde_json::to_vec(&record).unwrap().into()
 }
