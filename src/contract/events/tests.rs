@@ -167,3 +167,93 @@ fn garbage_is_malformed() {
         Err(EventError::Malformed(_))
     ));
 }
+
+fn phone_request() -> LoginRequested {
+    LoginRequested {
+        v: LOGIN_REQUESTED_V2,
+        login_id: "p1".into(),
+        appid: "wx0123456789abcdef".into(),
+        code_sealed: "sealed".into(),
+        code_key: "k1".into(),
+        received_at_ms: 1,
+        phone: Some(PhoneExchange {
+            openid: "o".into(),
+            session: "l1".into(),
+        }),
+    }
+}
+
+#[test]
+fn a_phone_request_is_version_2_and_readers_of_the_first_format_park_it() {
+    let req = phone_request();
+    let bytes = encode(&req);
+    assert_eq!(LoginRequested::decode(&bytes).unwrap(), req);
+    // What workers before phone numbers ran: `decode(bytes, LOGIN_REQUESTED_V1)`. They park it
+    // as a newer writer's instead of sending a phone code to code2Session.
+    let old = decode::<LoginRequested>(&bytes, LOGIN_REQUESTED_V1).unwrap_err();
+    assert!(old.is_from_a_newer_writer(), "{old}");
+    // A version that does not match its fields is refused, either way round.
+    let v1_with_phone = encode(&LoginRequested {
+        v: 1,
+        ..req.clone()
+    });
+    assert!(LoginRequested::decode(&v1_with_phone).is_err());
+    let v2_without = encode(&LoginRequested { phone: None, ..req });
+    assert!(LoginRequested::decode(&v2_without).is_err());
+}
+
+#[test]
+fn a_phone_result_is_version_2_and_upserters_of_the_first_format_park_it() {
+    let result = LoginResult {
+        v: LOGIN_RESULT_V2,
+        login_id: "p1".into(),
+        appid: "wx0123456789abcdef".into(),
+        code_key: "k1".into(),
+        received_at_ms: 1,
+        finished_at_ms: 2,
+        upstream_calls: 1,
+        outcome: LoginOutcome::Phone {
+            openid: "o".into(),
+            phone_sealed: "sealed".into(),
+            phone_hash: "h".into(),
+        },
+        tag: None,
+    };
+    let bytes = encode(&result);
+    assert_eq!(
+        ResultEvent::decode(&bytes).unwrap(),
+        ResultEvent::Login(result.clone())
+    );
+    let old = decode::<LoginResult>(&bytes, LOGIN_RESULT_V1).unwrap_err();
+    assert!(old.is_from_a_newer_writer(), "{old}");
+    let v1_phone = encode(&LoginResult { v: 1, ..result });
+    assert!(LoginResult::decode(&v1_phone).is_err());
+}
+
+#[test]
+fn a_phone_number_shows_nothing_in_debug_and_its_hash_depends_on_the_number_only() {
+    let n = PhoneNumber {
+        phone_number: "+8613800000000".into(),
+        pure_phone_number: "13800000000".into(),
+        country_code: "86".into(),
+    };
+    assert!(!format!("{n:?}").contains("138"));
+    let key = crate::crypto::LookupKey::derived_from(&crate::crypto::MasterKey::generate());
+    let appid = AppId::from("wx0123456789abcdef");
+    let same = PhoneNumber {
+        phone_number: "13800000000".into(),
+        ..n.clone()
+    };
+    assert_eq!(
+        phone_hash(&key, &appid, &n),
+        phone_hash(&key, &appid, &same)
+    );
+    let other = PhoneNumber {
+        pure_phone_number: "13800000001".into(),
+        ..n.clone()
+    };
+    assert_ne!(
+        phone_hash(&key, &appid, &n),
+        phone_hash(&key, &appid, &other)
+    );
+}

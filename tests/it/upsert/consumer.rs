@@ -10,7 +10,7 @@ use sea_orm::ConnectionTrait;
 use wxlogin::{
     app::parked::{self as parked_cli, ParkedCommand},
     contract::{
-        events::{self, LOGIN_RESULT_V1, LoginOutcome, LoginResult},
+        events::{self, LOGIN_RESULT_V1, LOGIN_RESULT_V2, LoginOutcome, LoginResult},
         parked::{self, Stage},
     },
 };
@@ -115,14 +115,15 @@ async fn hostile_events_on_the_streams_are_parked_and_logins_go_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_writers_event_is_parked_by_an_older_upserter_not_lost() {
     let app = spawn_app(Options::new(Db::Sqlite)).await;
-    publish_result(&app, &result_for("from-v2", LOGIN_RESULT_V1 + 1)).await;
+    // (Version 2 is this build's phone results: a writer newer still writes 3.)
+    publish_result(&app, &result_for("from-v3", LOGIN_RESULT_V2 + 1)).await;
     log_in(&app, "lena").await;
     app.wait_for_logins(1).await;
     let all = app.wait_for_parked(1).await;
     assert_eq!(all.len(), 1);
     let p = &all[0];
     assert_eq!(p.stage, Some(Stage::Upsert));
-    assert!(p.reason.contains("version 2"), "{}", p.reason);
+    assert!(p.reason.contains("version 3"), "{}", p.reason);
     assert_eq!(
         p.login_id.as_deref(),
         None,
@@ -130,7 +131,7 @@ async fn a_newer_writers_event_is_parked_by_an_older_upserter_not_lost() {
     );
     // The copy is the event itself, readable by the build that wrote it.
     let back: serde_json::Value = serde_json::from_slice(&p.payload).unwrap();
-    assert_eq!(back["openid"], "from-v2");
+    assert_eq!(back["openid"], "from-v3");
     // A retry with this build leaves it parked, saying why.
     parked_cli::run(&app.settings, ParkedCommand::Retry { seqs: vec![] })
         .await

@@ -4,6 +4,7 @@
 
 mod consumer;
 mod migration;
+mod phone;
 
 use crate::helpers::{APPID, Db};
 use chrono::{DateTime, TimeZone, Utc};
