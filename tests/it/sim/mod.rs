@@ -1,11 +1,16 @@
 //! The WeChat simulator over real HTTP: each test spawns its own simulator, plays the user's
-//! side through the control API, and calls code2Session with plain reqwest as a backend would.
+//! side through the control API, and calls code2Session and the access-token APIs with plain
+//! reqwest as a backend would.
 
+mod api_faults;
 mod codes;
 mod control;
 mod faults;
 mod identity;
+mod phone;
 mod quota;
+mod session_keys;
+mod tokens;
 
 use std::time::Duration;
 
@@ -69,20 +74,7 @@ impl Sim {
     }
 
     async fn call(&self, query: &[(&str, &str)]) -> Reply {
-        let resp = self
-            .http
-            .get(self.url())
-            .query(query)
-            .send()
-            .await
-            .expect("simulator answers");
-        Reply {
-            status: resp.status().as_u16(),
-            content_type: (resp.headers().get("content-type"))
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default(),
-            body: resp.bytes().await.unwrap().to_vec(),
-        }
+        self.send(self.http.get(self.url()).query(query)).await
     }
 
     async fn exchange(&self, appid: &str, secret: &str, code: &str) -> Reply {

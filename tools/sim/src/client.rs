@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
-use super::{Faults, ScriptedAnswer, SimSession, SimStats, UserInfo};
+use super::{Endpoint, Faults, MintedPhone, ScriptedAnswer, SimSession, SimStats, UserInfo};
 use crate::quota::Quota;
 
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +185,66 @@ impl SimControl {
     /// Like [`SimControl::reset`], and also forgets codes, sessions and risk marks.
     pub async fn reset_all(&self) -> Result<(), SimControlError> {
         self.post::<serde_json::Value>("/sim/reset?all=true", &json!({}))
+            .await
+            .map(drop)
+    }
+
+    /// The simulated `getPhoneNumber` button: a single-use phone code of `user` for `appid`,
+    /// with a number derived from the user's name (country 86).
+    pub async fn mint_phone_code(
+        &self,
+        appid: &str,
+        user: &str,
+    ) -> Result<MintedPhone, SimControlError> {
+        self.post("/sim/phone", &json!({ "appid": appid, "user": user }))
+            .await
+    }
+
+    /// Like [`SimControl::mint_phone_code`] with a given number: `phone` is the pure number or
+    /// `+<country><pure>`, `country` its digits (86 when `None`).
+    pub async fn mint_phone_code_for(
+        &self,
+        appid: &str,
+        user: &str,
+        phone: &str,
+        country: Option<&str>,
+    ) -> Result<MintedPhone, SimControlError> {
+        let body = json!({ "appid": appid, "user": user, "phone": phone, "country": country });
+        self.post("/sim/phone", &body).await
+    }
+
+    /// `countryCode` written as a number (`86`) instead of a string (`"86"`) from now on.
+    pub async fn set_country_code_numeric(&self, numeric: bool) -> Result<(), SimControlError> {
+        let body = json!({ "country_code_numeric": numeric });
+        self.post::<serde_json::Value>("/sim/phone/settings", &body)
+            .await
+            .map(drop)
+    }
+
+    /// Kills every live access_token (plain and stable) of `appid`; returns how many.
+    pub async fn revoke_tokens(&self, appid: &str) -> Result<u64, SimControlError> {
+        let v: serde_json::Value = self
+            .post("/sim/tokens/revoke", &json!({ "appid": appid }))
+            .await?;
+        Ok(v["revoked"].as_u64().unwrap_or(0))
+    }
+
+    /// Moves the clock of the access-token APIs forward (token expiry, phone codes, budgets).
+    pub async fn advance_clock(&self, by: Duration) -> Result<(), SimControlError> {
+        let body = json!({ "advance_secs": by.as_secs_f64() });
+        self.post::<serde_json::Value>("/sim/clock", &body)
+            .await
+            .map(drop)
+    }
+
+    /// Queues raw answers for the next calls of one access-token endpoint, in order.
+    pub async fn script_endpoint(
+        &self,
+        endpoint: Endpoint,
+        answers: Vec<ScriptedAnswer>,
+    ) -> Result<(), SimControlError> {
+        let body = json!({ "endpoint": endpoint, "answers": answers });
+        self.post::<serde_json::Value>("/sim/script", &body)
             .await
             .map(drop)
     }

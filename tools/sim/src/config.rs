@@ -2,11 +2,14 @@
 //! stats window and the injected [`Faults`]. Deserializable from TOML, with durations written
 //! as seconds (`code_ttl_secs`, `stats_window_secs`) because that is what people type.
 
-use std::{str::FromStr, time::Duration};
+use std::{collections::BTreeMap, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::quota::Quota;
+use crate::{
+    apis::{ApiConfig, Endpoint, EndpointFaults},
+    quota::Quota,
+};
 
 /// The demo app every local run knows unless told otherwise.
 pub const DEMO_APPID: &str = "wx0123456789abcdef";
@@ -89,6 +92,8 @@ pub struct SimConfig {
     #[serde(rename = "stats_window_secs", with = "secs")]
     pub stats_window: Duration,
     pub faults: Faults,
+    /// The access-token APIs' settings (`[apis]`).
+    pub apis: ApiConfig,
 }
 
 impl Default for SimConfig {
@@ -100,6 +105,7 @@ impl Default for SimConfig {
             user_quota: None,
             stats_window: Duration::from_secs(60),
             faults: Faults::default(),
+            apis: ApiConfig::default(),
         }
     }
 }
@@ -125,6 +131,7 @@ impl SimConfig {
         if self.code_ttl.is_zero() || self.stats_window.is_zero() {
             return Err("code_ttl and stats_window must be positive".into());
         }
+        self.apis.validate()?;
         self.faults.validate()
     }
 }
@@ -145,6 +152,9 @@ pub struct Faults {
     pub hang_ratio: f64,
     /// Every call is answered 45011 for this long, counted from when the faults were set.
     pub storm_45011_secs: f64,
+    /// Faults of the access-token endpoints, by endpoint; the fields above are code2Session's.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<Endpoint, EndpointFaults>,
 }
 
 impl Faults {
@@ -167,20 +177,25 @@ impl Faults {
         if self.latency_ms > 600_000 {
             return Err("latency_ms must be at most 600000".into());
         }
+        for (endpoint, faults) in &self.endpoints {
+            faults
+                .validate()
+                .map_err(|e| format!("endpoints.{}: {e}", endpoint.name()))?;
+        }
         Ok(())
     }
 }
 
 /// `Duration` as (fractional) seconds, for TOML and JSON written by people.
-mod secs {
+pub(crate) mod secs {
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
     use std::time::Duration;
 
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
         Duration::try_from_secs_f64(secs)
             .map_err(|_| D::Error::custom("seconds must be a non-negative number"))

@@ -19,6 +19,7 @@ use serde_json::json;
 
 use super::{
     Shared,
+    apis::Endpoint,
     config::Faults,
     identity,
     state::StateError,
@@ -52,7 +53,9 @@ impl IntoResponse for ApiError {
 
 /// Parses a JSON body whatever its content type (curl's `-d` says form-urlencoded), with
 /// errors as JSON rather than axum's plain-text rejections.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
         _ => ApiError::BadRequest(e.body_text()),
@@ -62,7 +65,7 @@ fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, 
 }
 
 /// Whole seconds as an integer (`300`, what clients expect), fractions only when there are some.
-fn seconds(d: std::time::Duration) -> serde_json::Value {
+pub(crate) fn seconds(d: std::time::Duration) -> serde_json::Value {
     if d.subsec_nanos() == 0 {
         d.as_secs().into()
     } else {
@@ -70,7 +73,7 @@ fn seconds(d: std::time::Duration) -> serde_json::Value {
     }
 }
 
-fn check_user(user: &str) -> Result<(), ApiError> {
+pub(crate) fn check_user(user: &str) -> Result<(), ApiError> {
     if user.is_empty() || user.len() > 128 || user.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(
             "user must be 1..=128 chars without control characters".into(),
@@ -91,6 +94,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/sim/script", post(script))
         .route("/sim/stats", get(stats))
         .route("/sim/reset", post(reset))
+        .merge(crate::apis::control_routes())
 }
 
 #[derive(Deserialize)]
@@ -271,6 +275,9 @@ struct Watermark<'a> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Script {
+    /// Absent: code2Session's queue.
+    #[serde(default)]
+    endpoint: Option<Endpoint>,
     answers: Vec<ScriptedAnswer>,
 }
 
@@ -290,7 +297,10 @@ async fn script(
             )));
         }
     }
-    let queued = s.lock().push_scripts(script.answers);
+    let queued = match script.endpoint {
+        None => s.lock().push_scripts(script.answers),
+        Some(endpoint) => (s.lock().apis.faults).push_scripts(endpoint, script.answers),
+    };
     Ok(Json(json!({ "queued": queued })).into_response())
 }
 

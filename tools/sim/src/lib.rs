@@ -1,4 +1,6 @@
-//! A faithful WeChat simulator: `GET /sns/jscode2session` as WeChat serves it, plus a control
+//! A faithful WeChat simulator: `GET /sns/jscode2session` as WeChat serves it, the access-token
+//! APIs (`/cgi-bin/token`, `/cgi-bin/stable_token`, the phone number, the session-key check and
+//! reset; see `apis`), plus a control
 //! API under `/sim/` to mint codes, inject faults, set quotas and read exact stats. Every test,
 //! the demo and the benchmarks run against it, so it must be both faithful and fast.
 //!
@@ -6,6 +8,7 @@
 //! - [`config`](SimConfig): apps, code lifetime, quotas, faults;
 //! - `state`: the simulated WeChat's memory and its decisions;
 //! - `wechat_api`: the code2Session endpoint and fault injection;
+//! - `apis`: the access-token APIs, their faults and stats;
 //! - `control`: the `/sim/` control API; [`SimControl`]: its typed client; `wire`: the types
 //!   both exchange;
 //! - `codes`: the minted codes; `stats`: exact counters and sliding windows;
@@ -18,6 +21,7 @@
 //!
 //! See `docs/simulator.md` for every endpoint, fault and stats field.
 
+mod apis;
 mod args;
 mod client;
 mod codes;
@@ -46,12 +50,15 @@ use tokio::{
     task::JoinHandle,
 };
 
+pub use apis::{
+    ApiConfig, ApiStats, Endpoint, EndpointFaults, EndpointStats, PhoneStats, StableTokenStats,
+};
 pub use args::{SimArgs, SimError, run};
 pub use client::{SimControl, SimControlError};
 pub use config::{DEMO_APPID, DEMO_SECRET, Faults, SimApp, SimAppParseError, SimConfig};
 pub use quota::Quota;
 pub use stats::{EntityStats, SimStats};
-pub use wire::{ScriptedAnswer, SimSession, UserInfo};
+pub use wire::{MintedPhone, ScriptedAnswer, SimSession, UserInfo};
 
 /// Control bodies are tiny; anything bigger is a mistake (413).
 const CONTROL_BODY_LIMIT: usize = 64 * 1024;
@@ -147,6 +154,7 @@ pub async fn serve(
     });
     let app = Router::new()
         .route("/sns/jscode2session", get(wechat_api::jscode2session))
+        .merge(apis::routes())
         .merge(control::routes())
         .layer(DefaultBodyLimit::max(CONTROL_BODY_LIMIT))
         .with_state(shared);

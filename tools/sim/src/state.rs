@@ -16,7 +16,7 @@ use super::{
     stats::{Counters, SimStats, Totals},
     wire::ScriptedAnswer,
 };
-use crate::quota::Quota;
+use crate::{apis::ApiState, quota::Quota};
 
 /// The answer of the simulated WeChat logic (injected faults are decided before it).
 #[derive(Debug)]
@@ -65,32 +65,34 @@ pub(crate) enum StateError {
 }
 
 #[derive(Debug, Default)]
-struct AppUser {
-    session_key: Option<String>,
+pub(crate) struct AppUser {
+    pub(crate) session_key: Option<String>,
     high_risk: bool,
 }
 
 #[derive(Debug)]
-struct App {
-    cfg: SimApp,
+pub(crate) struct App {
+    pub(crate) cfg: SimApp,
     counters: Counters,
-    users: HashMap<Arc<str>, AppUser>,
+    pub(crate) users: HashMap<Arc<str>, AppUser>,
 }
 
 pub(crate) struct State {
     code_ttl: Duration,
     stats_window: Duration,
-    apps: Vec<App>,
-    app_index: HashMap<String, usize>,
+    pub(crate) apps: Vec<App>,
+    pub(crate) app_index: HashMap<String, usize>,
     users: HashMap<Arc<str>, Counters>,
     codes: Codes,
-    faults: Faults,
+    pub(crate) faults: Faults,
     storm_until: Option<Instant>,
     app_quota: Option<Quota>,
     user_quota: Option<Quota>,
     scripts: VecDeque<ScriptedAnswer>,
     totals: Totals,
     epoch: u64,
+    /// The access-token APIs (`crate::apis`); code2Session never touches them.
+    pub(crate) apis: ApiState,
 }
 
 fn roll(p: f64) -> bool {
@@ -125,6 +127,7 @@ impl State {
             scripts: VecDeque::new(),
             totals: Totals::default(),
             epoch: 0,
+            apis: ApiState::new(&config.apis, now),
         };
         state.set_faults(config.faults.clone(), now);
         state
@@ -367,6 +370,7 @@ impl State {
         self.faults = Faults::default();
         self.storm_until = None;
         self.scripts.clear();
+        self.apis.reset(all);
         for app in &mut self.apps {
             app.counters.clear();
             if all {
@@ -389,6 +393,7 @@ impl State {
         s.users = (self.users.iter())
             .map(|(u, c)| (u.to_string(), c.snapshot()))
             .collect();
+        s.apis = self.apis.stats.clone();
         s
     }
 }

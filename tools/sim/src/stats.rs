@@ -9,6 +9,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+use crate::apis::ApiStats;
+
 /// Calls in a sliding window of fixed length, and the most ever seen in one such window.
 #[derive(Debug)]
 pub(crate) struct Window {
@@ -147,6 +149,9 @@ pub struct SimStats {
     pub calls_per_code: BTreeMap<u32, u64>,
     pub apps: BTreeMap<String, EntityStats>,
     pub users: BTreeMap<String, EntityStats>,
+    /// The access-token endpoints (every field above is code2Session's).
+    #[serde(default)]
+    pub apis: ApiStats,
 }
 
 /// Counters of one appid or one user.
@@ -176,6 +181,7 @@ impl SimStats {
             calls_per_code: t.calls_per_code.iter().map(|(&k, &v)| (k, v)).collect(),
             apps: BTreeMap::new(),
             users: BTreeMap::new(),
+            apis: ApiStats::default(),
         }
     }
 }

@@ -35,7 +35,7 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
     }
 }
 
-const BAD_GATEWAY_HTML: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+pub(crate) const BAD_GATEWAY_HTML: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
 <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
 
 pub(crate) async fn jscode2session(
@@ -111,7 +111,7 @@ fn render(answer: Answer) -> Response {
     text(body)
 }
 
-fn scripted(s: ScriptedAnswer) -> Response {
+pub(crate) fn scripted(s: ScriptedAnswer) -> Response {
     let mut resp = Response::new(s.body.into());
     // Both were validated when the script was queued.
     *resp.status_mut() = StatusCode::from_u16(s.status).unwrap_or(StatusCode::OK);
@@ -123,7 +123,7 @@ fn scripted(s: ScriptedAnswer) -> Response {
 
 /// A body no JSON parser accepts: a truncated answer, an HTML fragment, nothing, or bytes that
 /// are not even UTF-8.
-fn garbage() -> Vec<u8> {
+pub(crate) fn garbage() -> Vec<u8> {
     let mut rng = rand::rng();
     match rng.random_range(0..5) {
         0 => {

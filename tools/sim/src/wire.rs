@@ -51,3 +51,14 @@ pub struct SimSession {
     pub openid: String,
     pub unionid: Option<String>,
 }
+
+/// A phone code minted by `/sim/phone` (the simulated `getPhoneNumber` button), with the
+/// number WeChat will answer for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MintedPhone {
+    pub code: String,
+    pub expires_in: f64,
+    pub phone_number: String,
+    pub pure_phone_number: String,
+    pub country_code: String,
+}
