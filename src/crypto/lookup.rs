@@ -8,7 +8,7 @@
 //! from the primary master key (HKDF), which is fine until that key is rotated — set
 //! `lookup_key` to a key of its own before a rotation (`docs/security.md`).
 
-use hkdf::hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use zeroize::Zeroizing;
 
 use super::MasterKey;
@@ -43,7 +43,7 @@ impl LookupKey {
     /// `hex(HMAC-SHA256(key, label ‖ 0 ‖ part ‖ 0 ‖ …))`: the label keeps hashes of different
     /// kinds of values apart.
     pub fn hash(&self, label: &str, parts: &[&str]) -> String {
-        let mut mac = <Hmac<sha2_011::Sha256> as KeyInit>::new_from_slice(self.0.as_ref())
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.0.as_ref())
             .expect("HMAC takes a key of any length");
         mac.update(label.as_bytes());
         for p in parts {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use super::{Exchanger, Incoming};
 use crate::{
     contract::events::{
-        self, FailureReason, LOGIN_RESULT_V1, LoginOutcome, LoginRequested, LoginResult,
+        self, FailureReason, LOGIN_RESULT_V1, LOGIN_RESULT_V2, LoginOutcome, LoginRequested,
+        LoginResult,
     },
     contract::ledger::{LedgerError, Recorded},
 };
@@ -123,8 +124,13 @@ impl Exchanger {
         outcome: LoginOutcome,
         upstream_calls: u32,
     ) -> LoginResult {
+        // A phone number is a version 2 result: readers of the first format park it.
+        let v = match outcome {
+            LoginOutcome::Phone { .. } => LOGIN_RESULT_V2,
+            _ => LOGIN_RESULT_V1,
+        };
         LoginResult {
-            v: LOGIN_RESULT_V1,
+            v,
             login_id: req.login_id.clone(),
             appid: req.appid.clone(),
             code_key: req.code_key.clone(),

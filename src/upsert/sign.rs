@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use futures::StreamExt;
-use hkdf::hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -87,7 +87,7 @@ pub async fn sign(db: &DatabaseConnection, keyring: &Keyring, request: &[u8]) ->
             return refused(-1, "the session_key cannot be opened here");
         }
     };
-    let mut mac = <Hmac<sha2_011::Sha256> as KeyInit>::new_from_slice(key.as_bytes())
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes())
         .expect("HMAC takes a key of any length");
     mac.update(&body);
     SignAnswered {

@@ -39,6 +39,7 @@ mod decrypt;
 mod exchange;
 mod hostile;
 mod login;
+mod phone;
 mod quota;
 mod replay;
 mod secured;

@@ -147,6 +147,62 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `POST /v1/phone` with the token and a JSON body.
+    pub async fn post_phone(&self, token: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/phone", self.api))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST /v1/phone")
+    }
+
+    /// `POST /v1/phone` with `code`, following its 202 tickets: the final status and JSON.
+    pub async fn phone_following_tickets(
+        &self,
+        token: &str,
+        code: &str,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .post_phone(token, &serde_json::json!({ "code": code }))
+            .await;
+        let (mut status, mut body) = (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        );
+        for _ in 0..600 {
+            if status != 202 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let ticket = body["ticket"]
+                .as_str()
+                .expect("a 202 carries a ticket")
+                .to_string();
+            let r = self
+                .http
+                .get(format!("{}/v1/phone/{ticket}", self.api))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("GET /v1/phone/{ticket}");
+            status = r.status().as_u16();
+            body = r.json().await.expect("every answer is JSON");
+        }
+        (status, body)
+    }
+
+    /// `GET /v1/session-key` with the token.
+    pub async fn session_key(&self, token: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/v1/session-key", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /v1/session-key")
+    }
+
     pub async fn db(&self) -> DatabaseConnection {
         Database::connect(self.db_url.as_str()).await.unwrap()
     }

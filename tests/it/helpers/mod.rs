@@ -216,6 +216,9 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         app_quota: opts.quota,
         code_ttl_secs: opts.code_ttl.as_secs().max(1),
         login_wait_ms: opts.login_wait.as_millis() as u64,
+        // In the settings, as a deployment has it: the upserter (signing) and the operator's
+        // commands read it from there; the roles get the ring made of it.
+        master_key: Some(SecretString::from(MasterKey::generate().to_base64())),
         ..Settings::default()
     };
     if let Some(tweak) = &opts.tweak.0 {
@@ -232,8 +235,12 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         as_role(Identity::Upserter),
     );
     settings = as_role(Identity::Admin);
-    // Writing what the settings say, as `Settings::keyring` would.
-    let keyring = Arc::new((*test_keyring()).clone().writing(settings.seal_format));
+    let keyring = Arc::new(
+        settings
+            .keyring()
+            .expect("the test's master key")
+            .expect("a master key is set"),
+    );
     let apps = vec![App {
         appid: APPID.into(),
         secret: SecretString::from(opts.worker_secret.clone()),

@@ -1,0 +1,126 @@
+//! The fleet's one access_token per appid: several worker processes share one `stable_token`
+//! fetch, a revoked token is fetched again once, and a refusal an operator must fix stops the
+//! fetches instead of looping, saying so in `wxlogin token status`.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use super::login;
+use crate::helpers::{
+    APPID, Db, Options,
+    fleet::{Fleet, FleetOptions},
+    spawn_app,
+};
+use serde_json::{Value, json};
+use wxlogin::{contract::AppId, exchange::token};
+use wxlogin_bench::MiniProgram;
+use wxlogin_sim::{Endpoint, EndpointFaults, Faults};
+
+/// A login through the fleet's ingress, then the phone code: the status and body.
+async fn log_in_and_get_the_number(fleet: &Fleet, user: String) -> (u16, Value) {
+    let user = user.as_str();
+    let code = fleet.mint(user).await;
+    let client = MiniProgram::new(fleet.http.clone(), fleet.api.clone(), APPID);
+    let login = client.login(&code).await.expect("login");
+    assert_eq!(login.status, 200, "{}", login.body);
+    let token = login.body["token"].as_str().unwrap().to_string();
+    let minted = fleet.control.mint_phone_code(APPID, user).await.unwrap();
+    let r = fleet
+        .http
+        .post(format!("{}/v1/phone", fleet.api))
+        .bearer_auth(&token)
+        .json(&json!({"code": minted.code}))
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_worker_processes_share_one_token_and_a_revoked_one_is_fetched_again_once() {
+    let fleet = Fleet::start(FleetOptions {
+        login_wait: Duration::from_secs(5),
+        ..FleetOptions::default()
+    })
+    .await;
+    let run = |from: usize, n: usize| {
+        let fleet = &fleet;
+        async move {
+            let answers = futures::future::join_all(
+                (from..from + n).map(|i| log_in_and_get_the_number(fleet, format!("u{i}"))),
+            )
+            .await;
+            for (status, body) in answers {
+                assert_eq!(status, 200, "{body}");
+                assert!(body["purePhoneNumber"].is_string(), "{body}");
+            }
+        }
+    };
+    run(0, 60).await;
+    let stats = fleet.control.stats().await.unwrap().apis;
+    assert_eq!(stats.phone.exchanged, 60);
+    assert_eq!(
+        (stats.stable_token.normal, stats.stable_token.forced),
+        (1, 0),
+        "one stable_token fetch for the whole fleet"
+    );
+    let plain = stats.endpoints.get("token").map_or(0, |e| e.calls);
+    assert_eq!(plain, 0, "never the plain cgi-bin/token");
+    // WeChat kills the token: calls go on, with one fetch more for the fleet.
+    assert!(fleet.control.revoke_tokens(APPID).await.unwrap() >= 1);
+    run(60, 30).await;
+    let stats = fleet.control.stats().await.unwrap().apis;
+    assert_eq!(stats.phone.exchanged, 90);
+    assert_eq!(
+        (stats.stable_token.normal, stats.stable_token.forced),
+        (2, 0),
+        "one refetch for one revocation"
+    );
+    println!(
+        "tokens: 90 phone numbers through 3 workers; stable_token calls {}, phone API calls {}",
+        stats.stable_token.normal,
+        stats.endpoints.get("phone_number").map_or(0, |e| e.calls)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refusal_an_operator_must_fix_is_not_retried_in_a_loop_and_shows_in_status() {
+    let app = spawn_app(Options::new(Db::Sqlite)).await;
+    let token = login(&app, "alice").await;
+    let refusal = EndpointFaults {
+        errcode: Some(40164),
+        errmsg: Some("invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist".into()),
+        ..EndpointFaults::default()
+    };
+    app.faults(Faults {
+        endpoints: BTreeMap::from([(Endpoint::StableToken, refusal)]),
+        ..Faults::default()
+    })
+    .await;
+    for _ in 0..3 {
+        let minted = app.control.mint_phone_code(APPID, "alice").await.unwrap();
+        let (status, body) = app.phone_following_tickets(&token, &minted.code).await;
+        assert_eq!(status, 500, "{body}");
+        assert!(body.get("phoneNumber").is_none());
+    }
+    let calls = app.control.stats().await.unwrap().apis.endpoints["stable_token"].calls;
+    assert_eq!(calls, 1, "one refused fetch, then no retry loop");
+    let store = app
+        .js()
+        .await
+        .get_key_value(app.topology().tokens_bucket())
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let status = token::status(&store, &[AppId::from(APPID)], now)
+        .await
+        .unwrap();
+    assert_eq!(status.len(), 1);
+    assert!(!status[0].has_token);
+    assert_eq!(
+        (status[0].failures, status[0].last_errcode),
+        (1, Some(40164))
+    );
+    // The phone codes were never sent: nothing spent.
+    assert_eq!(app.control.stats().await.unwrap().apis.phone.exchanged, 0);
+    app.stop().await;
+}
