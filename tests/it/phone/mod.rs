@@ -114,7 +114,7 @@ async fn a_session_gets_its_number_once_and_the_same_code_again_gets_the_same_an
     }
     // Nor in any event or record NATS stores.
     assert!(
-        !contains(&bytes_under(&app.nats.store_dir()), "13912345678"),
+        !contains(&bytes_under(app.nats.store_dir()), "13912345678"),
         "a plaintext number in the NATS store"
     );
     app.stop().await;
