@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use wxlogin_sim::{Faults, SimApp};
 
 use crate::helpers::{APPID, Db, Options, TestApp, spawn_app};
+use wxlogin::contract::access::Identity;
 
 pub async fn spawn_secured(db: Db, tweak: impl FnOnce(&mut Options)) -> TestApp {
     let mut opts = Options::new(db);
@@ -82,9 +83,38 @@ async fn every_stage_of_a_login_works_with_each_role_as_its_own_nats_user_over_t
     assert_eq!(status, 200, "{body}");
     app.faults(Faults::default()).await;
 
+    // A phone number: the phone code goes through the pipeline like a login code, the worker
+    // fetching the fleet's access_token into its bucket.
+    let minted = app.control.mint_phone_code(APPID, "alice").await.unwrap();
+    let (status, body) = app.phone_following_tickets(&token, &minted.code).await;
+    assert_eq!(status, 200, "{body}");
+    // A session-key check: the ingress asks the workers over NATS, the answer on its reply.
+    let r = app.session_key(&token).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"valid": true}));
+    // A service of the company has a body signed, as its own NATS user, by the upserter.
+    let (service, _) = secured.client(&app.settings, Identity::Service).await;
+    let openid = app.me(&token).await.json::<Value>().await.unwrap()["openid"].clone();
+    let request = json!({"v": 1, "appid": APPID, "openid": openid, "body": "e30="});
+    let subject = app.topology().sign_subject(&APPID.into());
+    let answer = service
+        .request(subject, request.to_string().into())
+        .await
+        .expect("a signature");
+    let answer: Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(answer["errcode"], 0, "{answer}");
+    assert_eq!(
+        answer["signature"].as_str().map(str::len),
+        Some(64),
+        "{answer}"
+    );
+
     assert_eq!(app.post_logout(&token).await.status(), 204);
     assert_eq!(app.me(&token).await.status(), 401);
-    app.wait_for_users("alice and bob", |u| u.len() == 2).await;
+    app.wait_for_users("alice and bob, alice with her phone", |u| {
+        u.len() == 2 && u.iter().any(|u| u.phone_hash.is_some())
+    })
+    .await;
     let refused = secured.violations();
     assert!(
         refused.is_empty(),

@@ -117,6 +117,37 @@ async fn an_upserter_user_cannot_publish_codes_results_or_the_quota(db: Db) {
     app.stop().await;
 }
 
+/// The company's other services may ask for signatures and nothing else: no code, result,
+/// session, token, call or JetStream API of the pipeline; and the ingress may not answer
+/// their requests (only the upserter signs).
+async fn a_service_user_may_only_ask_for_signatures(db: Db) {
+    let app = spawn_secured(db, |_| {}).await;
+    let t = app.topology();
+    let p = &t.prefix;
+    for subject in [
+        format!("{p}.codes.{APPID}"),
+        format!("{p}.calls.{APPID}"),
+        format!("$KV.{}.{APPID}", t.tokens_bucket()),
+        format!("$JS.API.STREAM.INFO.{}", t.results_stream()),
+    ] {
+        refused_publish(&app, Identity::Service, &subject).await;
+    }
+    for subject in [
+        format!("{p}.results.>"),
+        format!("{p}.reply.*"),
+        format!("{p}.calls.*"),
+        format!("{p}.sign.*"),
+    ] {
+        refused_subscribe(&app, Identity::Service, &subject).await;
+    }
+    // Nobody but a worker reads the calls with their sealed keys, nor answers a service.
+    refused_subscribe(&app, Identity::Ingress, &format!("{p}.calls.*")).await;
+    let service_inbox = format!("{}.x", t.inbox_prefix(Identity::Service));
+    refused_publish(&app, Identity::Ingress, &service_inbox).await;
+    refused_publish(&app, Identity::Worker, &service_inbox).await;
+    app.stop().await;
+}
+
 /// What the server does not stop (measured, nats-server 2.14): a JetStream API request whose
 /// reply subject is a bucket's key has the server's answer stored there, whoever asked. It
 /// grants nothing: a session key holding an API answer is refused (its owner is logged out), and
@@ -229,6 +260,11 @@ mod sqlite_only {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_role_but_the_admin_may_create_or_change_streams_or_consumers() {
         super::no_role_but_the_admin_may_create_or_change_streams_or_consumers(Db::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_service_user_may_only_ask_for_signatures() {
+        super::a_service_user_may_only_ask_for_signatures(Db::Sqlite).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
