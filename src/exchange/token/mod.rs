@@ -421,7 +421,7 @@ impl AccessTokens {
             %appid,
             errcode,
             retry_in = ?REFUSED_BACKOFF,
-            "WeChat refuses to issue an access_token: phone numbers and session-key checks fail until an operator fixes it (see docs/operations.md)"
+            "WeChat refuses to issue an access_token: phone numbers and session-key checks fail until an operator fixes it (docs/security.md, 'The access_token')"
         );
         rec.v = TOKEN_RECORD_V1;
         rec.failures += 1;

@@ -134,6 +134,51 @@ async fn no_secret_appears_in_any_log_line_answer_or_store_at_trace_level() {
         assert_eq!(c.with_token("forged decrypt", &token, req).await.0, 400);
         assert_eq!(c.login("reused code", APP, &code).await.0, 409);
     }
+    // Phone numbers and session-key checks: the fleet's access_token, the phone codes and the
+    // numbers join the secrets (a number may appear only in its owner's answer).
+    let (mut phone_codes, mut numbers) = (Vec::new(), Vec::new());
+    for (i, user) in ["u1", "u2", "u3"].into_iter().enumerate() {
+        let number = format!("1390042{:04}", 1000 + i);
+        let minted = control
+            .mint_phone_code_for(APP, user, &number, None)
+            .await
+            .unwrap();
+        phone_codes.push(minted.code.clone());
+        let req = c
+            .http
+            .post(format!("{}/v1/phone", c.api))
+            .json(&json!({"code": minted.code}));
+        let (status, body) = c.with_token("phone", &tokens[i], req).await;
+        assert_eq!(
+            (status, body["purePhoneNumber"].as_str()),
+            (200, Some(number.as_str())),
+            "{body}"
+        );
+        numbers.push(number);
+        let req = c.http.get(format!("{}/v1/session-key", c.api));
+        assert_eq!(
+            c.with_token("session-key check", &tokens[i], req).await.0,
+            200
+        );
+    }
+    // Normal mode answers the token the fleet holds: the one wxlogin fetched and used.
+    let access_token = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{sim_port}/cgi-bin/stable_token"))
+        .json(&json!({"grant_type": "client_credential", "appid": APP, "secret": secret, "force_refresh": false}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let stats = control.stats().await.unwrap().apis;
+    assert_eq!(
+        stats.stable_token.normal, 2,
+        "wxlogin's fetch, and the test's"
+    );
     // WeChat refuses a made-up code; our configuration of the second app is wrong.
     let made_up = "0c1Xb2ll2Xq0Ag4oJ8ml2bSbRz2Xb2lp".to_string();
     codes.push(made_up.clone());
@@ -218,11 +263,29 @@ async fn no_secret_appears_in_any_log_line_answer_or_store_at_trace_level() {
     for code in &codes {
         needles.push(("a login code".to_string(), code.clone()));
     }
+    for code in &phone_codes {
+        needles.push(("a phone code".to_string(), code.clone()));
+    }
+    needles.extend(
+        forms(&access_token)
+            .into_iter()
+            .map(|f| ("the access_token".to_string(), f)),
+    );
+    // A number in the clear only in its owner's phone answer: never logged, never at rest.
+    let number_needles: Vec<(String, String)> = numbers
+        .iter()
+        .map(|n| ("a phone number".to_string(), n.clone()))
+        .collect();
     let token_needles: Vec<(String, String)> = tokens
         .iter()
         .map(|t| ("a token".to_string(), t.clone()))
         .collect();
-    let everything: Vec<(String, String)> = needles.iter().chain(&token_needles).cloned().collect();
+    let everything: Vec<(String, String)> = needles
+        .iter()
+        .chain(&token_needles)
+        .chain(&number_needles)
+        .cloned()
+        .collect();
 
     // Logs: every byte on stdout and stderr of both processes.
     let up_log = std::fs::read(d.join("up.stderr")).unwrap();
@@ -252,6 +315,15 @@ async fn no_secret_appears_in_any_log_line_answer_or_store_at_trace_level() {
             .filter(|(_, t)| a.issued_token.as_deref() != Some(t.as_str()))
             .cloned()
             .chain(needles.iter().cloned())
+            .chain(
+                number_needles
+                    .iter()
+                    .filter(|(_, n)| {
+                        a.what != "phone"
+                            || !a.text.contains(&format!("\"purePhoneNumber\":\"{n}\""))
+                    })
+                    .cloned(),
+            )
             .collect();
         let leaks = find_leaks(a.text.as_bytes(), &own);
         assert!(
