@@ -106,6 +106,14 @@ pub async fn run(
             );
         }
     }
+    // Acks and naks are published without waiting for the server: written only once the client
+    // flushes. A process that exits right after its drain would lose the naks of the codes it
+    // gave back, and each would wait out a whole ack wait before another worker saw it.
+    match tokio::time::timeout(Duration::from_secs(5), exchanger.nats.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "the last acks may not have reached NATS"),
+        Err(_) => tracing::warn!("the last acks may not have reached NATS (flush timed out)"),
+    }
     Ok(())
 }
 

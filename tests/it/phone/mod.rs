@@ -7,6 +7,7 @@ mod session_keys;
 mod tokens;
 
 use crate::helpers::{APPID, Db, Options, TestApp, spawn_app};
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use wxlogin_sim::{Endpoint, ScriptedAnswer};
 
@@ -112,6 +113,24 @@ async fn a_session_gets_its_number_once_and_the_same_code_again_gets_the_same_an
             "a plaintext number in the database"
         );
     }
+    // A replay of the results stream into an empty database rebuilds the same number.
+    let (fresh, _, _fresh_dir) = crate::upsert::fresh_db(Db::Sqlite).await;
+    let stats = wxlogin::upsert::replay(
+        &app.js().await,
+        &app.topology(),
+        &fresh,
+        wxlogin::upsert::ReplayFrom::Start,
+        100,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((stats.logins, stats.phones), (1, 1));
+    let replayed = wxlogin::upsert::users::Entity::find().all(&fresh).await.unwrap();
+    assert_eq!(
+        (&replayed[0].phone_hash, &replayed[0].phone_sealed, replayed[0].phone_at_ms),
+        (&row.phone_hash, &row.phone_sealed, row.phone_at_ms)
+    );
     // Nor in any event or record NATS stores.
     assert!(
         !contains(&bytes_under(app.nats.store_dir()), "13912345678"),
