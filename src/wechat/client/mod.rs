@@ -1,4 +1,5 @@
-//! [`WechatClient`]: the code2Session HTTP call.
+//! [`WechatClient`]: the code2Session HTTP call, and the transport every WeChat call shares
+//! (body cap, transport errors reduced to [`RetryReason`]s, redaction; used by `super::api`).
 //!
 //! The request URL carries the AppSecret, so it is built only by reqwest's `.query()` and never
 //! shown: transport errors are mapped to [`RetryReason`]s here and logged without their URL.

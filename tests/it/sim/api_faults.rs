@@ -154,3 +154,61 @@ async fn stats_count_calls_per_endpoint_and_appid_and_reset_clears_them() {
     sim.ctl.reset_all().await.unwrap();
     assert_eq!(sim.use_token(&token).await, 40001, "reset_all forgets them");
 }
+
+#[tokio::test]
+async fn hostile_bodies_and_queries_get_wechats_errcodes_and_spend_nothing() {
+    let sim = start(api_config()).await;
+    let token = sim.demo_token().await;
+    let code = sim.phone_code("alice").await;
+    let phone_url = sim.at("/wxa/business/getuserphonenumber");
+    let bodies: [&[u8]; 6] = [
+        b"",
+        b"\xff\xfe",
+        b"null",
+        b"[]",
+        b"{\"code\":",
+        b"{\"code\":7}",
+    ];
+    for body in bodies {
+        let req = sim.http.post(&phone_url).query(&[("access_token", &token)]);
+        let reply = sim.send(req.body(body.to_vec())).await;
+        assert_eq!(reply.status, 200);
+        assert!([47001, 40029].contains(&reply.errcode()), "{body:?}");
+    }
+    let huge = sim.http.post(&phone_url).query(&[("access_token", &token)]);
+    assert_eq!(sim.send(huge.body(vec![b' '; 100_000])).await.status, 413);
+    let odd_query = format!("{phone_url}?access_token=%zz&&=&access_token");
+    let reply = sim
+        .send(sim.http.post(odd_query).json(&json!({"code": code})))
+        .await;
+    assert_eq!(
+        reply.errcode(),
+        41001,
+        "a query that does not parse carries nothing"
+    );
+    let long_token = "T".repeat(10_000);
+    assert_eq!(sim.phone_errcode(&long_token, &code).await, 40014);
+    let ctl_bodies = [
+        r#"{"appid":"wx0123456789abcdef"}"#,
+        r#"{"appid":1,"user":"a"}"#,
+        "nope",
+    ];
+    for body in ctl_bodies {
+        let (status, answer) = sim.control_post("/sim/phone", body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer["error"].is_string());
+    }
+    let (status, _) = sim
+        .control_post("/sim/tokens/revoke", r#"{"appid":"wxnobody"}"#)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = sim
+        .control_post("/sim/clock", r#"{"advance_secs":-1}"#)
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        sim.phone_errcode(&token, &code).await,
+        0,
+        "the code survived all of it"
+    );
+}

@@ -1,7 +1,9 @@
 //! The code2Session client against the WeChat simulator over real HTTP (and, where the
 //! simulator cannot play a part, a few lines of axum): every errcode class, odd bodies,
-//! timeouts, refused connections, query encoding, and the AppSecret never leaking.
+//! timeouts, refused connections, query encoding, and the AppSecret never leaking; and the
+//! access-token APIs (`apis`).
 
+mod apis;
 mod errcodes;
 mod redaction;
 mod responses;
