@@ -126,9 +126,16 @@ async fn a_session_gets_its_number_once_and_the_same_code_again_gets_the_same_an
     .await
     .unwrap();
     assert_eq!((stats.logins, stats.phones), (1, 1));
-    let replayed = wxlogin::upsert::users::Entity::find().all(&fresh).await.unwrap();
+    let replayed = wxlogin::upsert::users::Entity::find()
+        .all(&fresh)
+        .await
+        .unwrap();
     assert_eq!(
-        (&replayed[0].phone_hash, &replayed[0].phone_sealed, replayed[0].phone_at_ms),
+        (
+            &replayed[0].phone_hash,
+            &replayed[0].phone_sealed,
+            replayed[0].phone_at_ms
+        ),
         (&row.phone_hash, &row.phone_sealed, row.phone_at_ms)
     );
     // Nor in any event or record NATS stores.

@@ -104,3 +104,88 @@ on_both_databases!(
     the_newest_phone_number_reaches_the_row_in_any_order_and_a_repeat_changes_nothing,
     a_reset_session_key_is_kept_until_a_later_login_replaces_it,
 );
+
+/// The upgrade to phone numbers: the previous version's rows and its upserter's statements
+/// (which name no phone column) keep working after the migration, which a second run finds
+/// done; the rows then take phone numbers.
+async fn the_phone_migration_keeps_the_previous_versions_rows_and_writes(db: Db) {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{
+        ConnectionTrait, Database,
+        sea_query::{Alias, Query},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = match db {
+        Db::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("p.db").display()),
+        Db::Postgres => crate::helpers::fresh_postgres().await.0,
+    };
+    let conn = Database::connect(&url).await.unwrap();
+    // The schema before phone numbers, and a row its upserter wrote.
+    Migrator::up(&conn, Some(2)).await.unwrap();
+    let old_write = |openid: &str| {
+        let mut insert = Query::insert();
+        insert
+            .into_table(Alias::new("wx_users"))
+            .columns(
+                [
+                    "appid",
+                    "openid",
+                    "session_key_sealed",
+                    "login_count",
+                    "last_event_seq",
+                    "last_login_id",
+                    "created_at",
+                    "updated_at",
+                    "key_at_ms",
+                ]
+                .map(Alias::new),
+            )
+            .values_panic([
+                APPID.into(),
+                openid.into(),
+                "k-old".into(),
+                1i64.into(),
+                1i64.into(),
+                "login-old".into(),
+                at(1_000).into(),
+                at(1_000).into(),
+                1_000i64.into(),
+            ]);
+        insert
+    };
+    conn.execute(&old_write("o-before")).await.unwrap();
+    // The migration, twice (SQLite runs it outside a transaction: a failed run is repeated).
+    Migrator::up(&conn, None).await.unwrap();
+    Migrator::up(&conn, None).await.unwrap();
+    // A previous-version upserter still running writes as it did.
+    conn.execute(&old_write("o-during")).await.unwrap();
+    apply(
+        &conn,
+        &[phone(1, "o-before", 2_000), phone(2, "o-during", 2_000)],
+    )
+    .await;
+    let rows = phones(&conn).await;
+    assert_eq!(rows.len(), 2);
+    for (openid, sealed, hash, at_ms, count, key) in rows {
+        assert!(sealed.is_some() && hash.is_some(), "{openid}");
+        assert_eq!(
+            (at_ms, count, key.as_str()),
+            (2_000, 1, "k-old"),
+            "{openid}"
+        );
+    }
+}
+
+mod upgrade {
+    use crate::helpers::Db;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_phone_migration_keeps_the_previous_versions_rows_and_writes_on_sqlite() {
+        super::the_phone_migration_keeps_the_previous_versions_rows_and_writes(Db::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_phone_migration_keeps_the_previous_versions_rows_and_writes_on_postgres() {
+        super::the_phone_migration_keeps_the_previous_versions_rows_and_writes(Db::Postgres).await
+    }
+}
