@@ -49,6 +49,8 @@ pub struct Options {
     /// A secured nats-server (per-role users, TLS); each role connects as its own identity,
     /// the test's own connections (`TestApp::settings`) as the admin.
     pub secured: bool,
+    /// The master key(s) of the deployment (default: a fresh one, [`test_keyring`]).
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 /// A change to the settings the roles get; `SettingsTweak::new(|s| s.client_quota = …)`.
@@ -85,6 +87,7 @@ impl Options {
             worker_secret: SECRET.into(),
             tweak: SettingsTweak::default(),
             secured: false,
+            keyring: None,
         }
     }
 }
@@ -233,7 +236,8 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     );
     settings = as_role(Identity::Admin);
     // Writing what the settings say, as `Settings::keyring` would.
-    let keyring = Arc::new((*test_keyring()).clone().writing(settings.seal_format));
+    let base = opts.keyring.clone().unwrap_or_else(test_keyring);
+    let keyring = Arc::new((*base).clone().writing(settings.seal_format));
     let apps = vec![App {
         appid: APPID.into(),
         secret: SecretString::from(opts.worker_secret.clone()),
