@@ -86,8 +86,15 @@ pub fn rekey(settings: &Settings, key_file: Option<&std::path::Path>) -> anyhow:
         Some(path) => Some(fixtures::rekey::read_key_file(path).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    if target.is_none() && recording.is_some() {
-        bail!("--key-file needs this deployment's master key (WXLOGIN_MASTER_KEY) to seal under");
+    match (&target, &recording) {
+        (None, Some(_)) => bail!(
+            "--key-file needs this deployment's master key (WXLOGIN_MASTER_KEY) to seal under"
+        ),
+        (None, None) => eprintln!(
+            "warning: no master key configured (WXLOGIN_MASTER_KEY): session keys are taken as \
+             recorded, sealed under the recording deployment's key"
+        ),
+        _ => {}
     }
     Ok(Rekey { target, recording })
 }
