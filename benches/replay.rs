@@ -1,5 +1,6 @@
 //! Replay throughput: fills a results stream with N synthetic login results (a real
-//! nats-server of its own), then times `upsert::replay` into an empty SQLite file and an empty
+//! nats-server of its own), exports them to a file (`fixtures::export`), then times
+//! `upsert::replay` from the stream and from the file into an empty SQLite file and an empty
 //! PostgreSQL database. Run: `cargo bench --bench replay [-- N]` (default 50,000 events).
 //! PostgreSQL is used at WXLOGIN_TEST_POSTGRES_URL (admin URL) or postgres@127.0.0.1:5432.
 
@@ -71,11 +72,29 @@ async fn main() {
     );
 
     let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let started = Instant::now();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    let exported = wxlogin::fixtures::export_all(&js, &topology, &mut out)
+        .await
+        .unwrap();
+    drop(out);
+    assert_eq!(exported.events, n);
+    println!(
+        "exported {n} events in {:.2} s ({} MB)",
+        started.elapsed().as_secs_f64(),
+        std::fs::metadata(&file).unwrap().len() / 1_000_000
+    );
+    let source = Source {
+        js: &js,
+        topology: &topology,
+        file: &file,
+    };
     let sqlite = format!(
         "sqlite://{}?mode=rwc",
         dir.path().join("replay.db").display()
     );
-    run("SQLite", &js, &topology, &sqlite, n).await;
+    run("SQLite", &source, &sqlite, n).await;
 
     let admin = std::env::var("WXLOGIN_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -87,7 +106,7 @@ async fn main() {
                 .unwrap();
             let mut url = url::Url::parse(&admin).unwrap();
             url.set_path(&name);
-            run("PostgreSQL", &js, &topology, url.as_str(), n).await;
+            run("PostgreSQL", &source, url.as_str(), n).await;
             let _ = conn
                 .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
                 .await;
@@ -96,15 +115,16 @@ async fn main() {
     }
 }
 
-async fn run(
-    name: &str,
-    js: &async_nats::jetstream::Context,
-    topology: &Topology,
-    url: &str,
-    n: u64,
-) {
+/// Where the events are replayed from: the stream, and the file exported from it.
+struct Source<'a> {
+    js: &'a async_nats::jetstream::Context,
+    topology: &'a Topology,
+    file: &'a std::path::Path,
+}
+
+async fn run(name: &str, source: &Source<'_>, url: &str, n: u64) {
     let db = db::connect(url).await.unwrap();
-    for batch in [500usize, 2000] {
+    for (from_file, batch) in [(false, 500usize), (true, 500), (false, 2000), (true, 2000)] {
         // Fresh tables each round: replay into an empty database (the login history too, or
         // every login would be taken for one already counted).
         db.execute_unprepared("DELETE FROM wx_users").await.unwrap();
@@ -112,9 +132,15 @@ async fn run(
             .await
             .unwrap();
         let started = Instant::now();
-        let stats = upsert::replay(js, topology, &db, ReplayFrom::Start, batch, |_, _| {})
-            .await
-            .unwrap();
+        let stats = if from_file {
+            let lines = wxlogin::fixtures::open(source.file).unwrap();
+            let events = wxlogin::fixtures::FileEvents::new(lines, Default::default(), 0);
+            upsert::replay_from(events, &db, batch, |_, _| {}).await
+        } else {
+            let (js, topology) = (source.js, source.topology);
+            upsert::replay(js, topology, &db, ReplayFrom::Start, batch, |_, _| {}).await
+        }
+        .unwrap();
         let secs = started.elapsed().as_secs_f64();
         assert_eq!(stats.events, n);
         let counted = db
@@ -127,8 +153,9 @@ async fn run(
             .and_then(|row| row.try_get::<i64>("", "n").ok());
         assert_eq!(counted, Some(n as i64), "every login counted once");
         println!(
-            "{name}: replayed {} events (batch {batch}) in {secs:.2} s = {:.0} events/s",
+            "{name}: replayed {} events from the {} (batch {batch}) in {secs:.2} s = {:.0} events/s",
             stats.events,
+            if from_file { "file" } else { "stream" },
             stats.events as f64 / secs
         );
     }

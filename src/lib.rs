@@ -26,6 +26,7 @@
 //! - [`exchange`]: stage 2, the exchange worker (`handle(request) -> Outcome`), its limiter, and
 //!   the fleet-wide quota budget shared through NATS KV.
 //! - [`upsert`]: stage 3, the user-upsert consumer of result events, replay, and the database.
+//! - [`fixtures`]: the results stream's events as JSON Lines files: export, import, replay.
 //!
 //! *What the stages use*
 //! - [`clock`]: the wall clock every stage reads the time from (one unit, one place).
@@ -51,6 +52,7 @@ pub mod clock;
 pub mod contract;
 pub mod crypto;
 pub mod exchange;
+pub mod fixtures;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ingress;

@@ -5,7 +5,8 @@
 //! - [`nats_auth`]: `wxlogin nats auth`, the seeds and the server's authorization block;
 //! - [`roles`]: each role (`ingress`, `worker`, `upserter`, `up`) run until shutdown;
 //! - [`dev`]: what only `wxlogin up` does (development key, private nats-server, demo);
-//! - [`replay`](mod@replay): `wxlogin replay` and its progress bar;
+//! - [`replay`](mod@replay): `wxlogin replay` (from the stream or a file) and its progress bar;
+//! - [`events`]: `wxlogin events export|import|schemas`, events as files and their schemas;
 //! - [`parked`](mod@parked): `wxlogin parked list|retry`, the events a stage set aside;
 //! - `token`: `wxlogin token status`, the fleet's access_token per appid (never the token);
 //! - `session_key`: `wxlogin session-key reset`, a user's new session_key through a worker.
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod connect;
 pub mod dev;
+pub mod events;
 pub mod nats_auth;
 pub mod parked;
 mod pipeline;
@@ -62,8 +64,11 @@ pub enum Command {
     /// Apply database migrations, create or update the NATS streams and consumers, and exit
     /// (as the admin identity: the roles may not change them).
     Migrate,
-    /// Re-feed retained result events into the user table.
+    /// Re-feed retained result events (or an export file's) into the user table.
     Replay(ReplayArgs),
+    /// Result events as files: export, import, and their JSON Schemas.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
     /// Events a stage could not apply (a newer writer's, or refused by the database).
     #[command(subcommand)]
     Parked(parked::ParkedCommand),
@@ -98,14 +103,28 @@ pub struct UpArgs {
     pub sim_addr: SocketAddr,
 }
 
+/// Where a read of the results stream starts.
 #[derive(Debug, clap::Args)]
-pub struct ReplayArgs {
+pub struct FromArgs {
     /// Start at this result-stream sequence (default: the beginning).
     #[arg(long, conflicts_with = "from_time")]
     pub from_seq: Option<u64>,
     /// Start at this time (RFC 3339, e.g. 2026-11-21T00:00:00Z).
     #[arg(long)]
     pub from_time: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub from: FromArgs,
+    /// Replay an export file (`wxlogin events export`) instead, straight into the database:
+    /// no NATS needed.
+    #[arg(long, conflicts_with_all = ["from_seq", "from_time"])]
+    pub file: Option<PathBuf>,
+    /// With --file: the recording deployment's master key(s), if not this one's.
+    #[arg(long, requires = "file")]
+    pub key_file: Option<PathBuf>,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -119,6 +138,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Openapi = cli.command {
         print!("{}", crate::ingress::openapi::json());
         return Ok(());
+    }
+    if let Command::Events(events::EventsCommand::Schemas { out }) = cli.command {
+        return events::run(&Settings::default(), events::EventsCommand::Schemas { out }).await;
     }
     if let Command::Bench(args) = cli.command {
         wxlogin_bench::run(args).await?;
@@ -157,6 +179,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(args) => replay::replay(&settings, args).await,
+        Command::Events(command) => events::run(&settings, command).await,
         Command::Parked(command) => parked::run(&settings, command).await,
         Command::Nats(command) => nats_auth::run(&settings, command),
         Command::Token(command) => token::run(&settings, command).await,

@@ -64,6 +64,18 @@ pub fn for_key_reset(event: &crate::contract::events::SessionKeyReset) -> Header
     headers
 }
 
+/// An event imported from a file (`wxlogin events import`), on `subject` (without the
+/// prefix): stored only while its subject is empty, and once within the duplicate window.
+pub fn for_import(subject: &str, login_id: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(login_id) = login_id {
+        headers.insert(LOGIN_ID, login_id);
+    }
+    headers.insert(MSG_ID, format!("import:{subject}").as_str());
+    headers.insert(EXPECTED_LAST_SUBJECT_SEQ, "0");
+    headers
+}
+
 /// A parked copy: the original's headers (but for the conditions of its first publish), why,
 /// and where from. A message parked twice (redelivered before its ack) is stored once.
 pub fn for_parked(

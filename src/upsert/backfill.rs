@@ -47,8 +47,8 @@ pub async fn login_history(
 ) -> Result<u64, UpsertError> {
     let mut history = History::open(js, topology, ReplayFrom::Start).await?;
     let (mut batch, mut recorded) = (Vec::new(), 0);
-    while let Some((seq, payload)) = history.next().await? {
-        if let Read::Apply(Change::Login(login)) = read(seq, &payload) {
+    while let Some(event) = history.next().await? {
+        if let Read::Apply(Change::Login(login)) = read(event.seq, &event.payload) {
             batch.push(login);
         }
         if batch.len() >= BATCH {

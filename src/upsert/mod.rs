@@ -1,6 +1,6 @@
 //! Stage 3, the user upsert: result events from `{P}_RESULTS` into `wx_users` / `wx_logins`.
 //! - [`consumer`]: the durable consumer, batched, ack after commit, parking what it cannot apply;
-//! - [`replay`]: the same upsert from the stream's history (`wxlogin replay`);
+//! - [`replay`]: the same upsert from the stream's history or a file (`wxlogin replay`);
 //! - [`apply`]: the batched, order-free upsert both share, isolating what the database refuses;
 //! - [`users`]: the tables, the changes events ask of them, and what "newest" means;
 //! - [`db`]: the connection (SQLite in WAL mode, or PostgreSQL) and migrations;
@@ -17,4 +17,4 @@ pub mod users;
 
 pub use backfill::prepare;
 pub use consumer::{Read, UpsertError, Upserter, read, run};
-pub use replay::{ReplayFrom, ReplayStats, replay};
+pub use replay::{EventSource, History, ReplayFrom, ReplayStats, Retained, replay, replay_from};

@@ -1,5 +1,6 @@
 //! Replay: the same upsert as the consumer's, fed from the retained results stream's history
-//! (`wxlogin replay`), for rebuilding a database. Idempotent: replaying twice leaves the table as
+//! (`wxlogin replay`) or from a file of exported events (`wxlogin replay --file`), for
+//! rebuilding a database. Idempotent: replaying twice leaves the table as
 //! it was.
 
 use std::time::Duration;
@@ -44,12 +45,49 @@ pub struct ReplayStats {
     pub last_seq: u64,
 }
 
+/// One retained event as the stream holds it: where, when, and its bytes.
+#[derive(Debug, Clone)]
+pub struct Retained {
+    pub seq: u64,
+    /// When the stream stored it.
+    pub time: chrono::DateTime<Utc>,
+    pub subject: String,
+    /// Its `Wxlogin-Login-Id` header, if any.
+    pub login_id: Option<String>,
+    pub payload: bytes::Bytes,
+}
+
+/// Where a replay reads its events from: the retained stream ([`History`]) or a file of them
+/// ([`crate::fixtures::FileEvents`]). Both give the same `(seq, payload)` to the same upsert.
+pub trait EventSource {
+    /// The next event; `None` past the last one.
+    fn next_event(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<(u64, bytes::Bytes)>, UpsertError>> + Send;
+    /// How far it is, and how far it goes (for a progress bar).
+    fn progress(&self) -> (u64, u64);
+}
+
+impl<S: EventSource + Send> EventSource for &mut S {
+    fn next_event(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<(u64, bytes::Bytes)>, UpsertError>> + Send
+    {
+        (**self).next_event()
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        (**self).progress()
+    }
+}
+
 /// The retained results stream read in order, up to the last event present when reading
-/// starts: what replays and the login-history backfill go through.
-pub(super) struct History {
+/// starts: what replays, exports and the login-history backfill go through.
+pub struct History {
     messages: pull::Ordered,
     /// The stream's last sequence when reading started (0: empty).
-    pub(super) last: u64,
+    pub last: u64,
+    at: u64,
     done: bool,
 }
 
@@ -58,7 +96,7 @@ fn nats(e: impl std::fmt::Display) -> UpsertError {
 }
 
 impl History {
-    pub(super) async fn open(
+    pub async fn open(
         js: &jetstream::Context,
         topology: &Topology,
         from: ReplayFrom,
@@ -89,12 +127,13 @@ impl History {
         Ok(History {
             messages,
             last,
+            at: 0,
             done: last == 0,
         })
     }
 
-    /// The next event and its sequence; `None` past the last one.
-    pub(super) async fn next(&mut self) -> Result<Option<(u64, bytes::Bytes)>, UpsertError> {
+    /// The next event with where and when it was stored; `None` past the last one.
+    pub async fn next(&mut self) -> Result<Option<Retained>, UpsertError> {
         if self.done {
             return Ok(None);
         }
@@ -105,9 +144,28 @@ impl History {
             // Nothing more within the range (it may start past the last event).
             Ok(None) | Err(_) => return Ok(None),
         };
-        let seq = msg.info().map_err(nats)?.stream_sequence;
+        let info = msg.info().map_err(nats)?;
+        let (seq, published) = (info.stream_sequence, info.published);
         self.done = seq >= self.last;
-        Ok(Some((seq, msg.payload.clone())))
+        self.at = seq;
+        let time = chrono::DateTime::from_timestamp_nanos(published.unix_timestamp_nanos() as i64);
+        Ok(Some(Retained {
+            seq,
+            time,
+            subject: msg.subject.to_string(),
+            login_id: crate::contract::headers::login_id(msg.headers.as_ref()).map(str::to_owned),
+            payload: msg.payload.clone(),
+        }))
+    }
+}
+
+impl EventSource for History {
+    async fn next_event(&mut self) -> Result<Option<(u64, bytes::Bytes)>, UpsertError> {
+        Ok(self.next().await?.map(|r| (r.seq, r.payload)))
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        (self.at, self.last)
     }
 }
 
@@ -120,13 +178,23 @@ pub async fn replay(
     db: &DatabaseConnection,
     from: ReplayFrom,
     batch_size: usize,
-    mut progress: impl FnMut(&ReplayStats, u64),
+    progress: impl FnMut(&ReplayStats, (u64, u64)),
 ) -> Result<ReplayStats, UpsertError> {
-    let mut history = History::open(js, topology, from).await?;
-    let last = history.last;
+    let history = History::open(js, topology, from).await?;
+    replay_from(history, db, batch_size, progress).await
+}
+
+/// Feeds every event of `source` into the database, batched: the one replay loop, whatever
+/// the events come from. Idempotent by login id.
+pub async fn replay_from(
+    mut source: impl EventSource,
+    db: &DatabaseConnection,
+    batch_size: usize,
+    mut progress: impl FnMut(&ReplayStats, (u64, u64)),
+) -> Result<ReplayStats, UpsertError> {
     let mut stats = ReplayStats::default();
     let mut changes = Vec::new();
-    while let Some((seq, payload)) = history.next().await? {
+    while let Some((seq, payload)) = source.next_event().await? {
         stats.events += 1;
         stats.last_seq = seq;
         match read(seq, &payload) {
@@ -139,11 +207,11 @@ pub async fn replay(
         }
         if changes.len() >= batch_size {
             flush(db, &mut changes, &mut stats).await?;
-            progress(&stats, last);
+            progress(&stats, source.progress());
         }
     }
     flush(db, &mut changes, &mut stats).await?;
-    progress(&stats, last);
+    progress(&stats, source.progress());
     Ok(stats)
 }
 

@@ -6,7 +6,7 @@
 //! - `helpers`: `spawn_app` and `TestApp` (one method per endpoint), fleets of role processes,
 //!   the TLS front, the mini-program login client;
 //! - one module per area, in the order a login travels: `login`, `hostile`, `exchange`,
-//!   `wechat_client`, `quota`, `upsert`, `replay`, `decrypt`, then what crosses them (`faults`,
+//!   `wechat_client`, `quota`, `upsert`, `replay`, `fixtures`, `decrypt`, then what crosses them (`faults`,
 //!   `cluster`, `leaks`, `tls`, `metrics`, `trace`), the tools (`sim`, `bench`, `demo`) and the
 //!   documents checked against the code (`openapi`, `status_page`).
 //!
@@ -37,6 +37,7 @@ mod helpers;
 mod crypto;
 mod decrypt;
 mod exchange;
+mod fixtures;
 mod hostile;
 mod login;
 mod phone;

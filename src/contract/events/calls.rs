@@ -111,7 +111,7 @@ pub const SESSION_KEY_RESET: &str = "session_key_reset";
 /// Published by the worker that reset a user's session_key, on
 /// `{prefix}.results.{appid}.reset.{call id}`, before it answers: the upserter keeps the new key
 /// as the user's newest (a later login replaces it), and a replay rebuilds it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct SessionKeyReset {
     pub v: u32,
     /// Always [`SESSION_KEY_RESET`].

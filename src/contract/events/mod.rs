@@ -3,10 +3,12 @@
 //! Every payload is JSON with a `v` field. Readers accept the versions they know and refuse the
 //! rest with a clear error, so a newer writer never corrupts an older reader's state. Secrets
 //! never travel in plaintext: the login code and the session_key are sealed under the master key
-//! (see [`crate::crypto::sealing`]).
+//! (see [`crate::crypto::sealing`]). Each type and version has a JSON Schema made from these
+//! types ([`schema`]), committed under `nats/schemas/`.
 
 mod calls;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use calls::{
@@ -75,7 +77,7 @@ impl EventError {
 }
 
 /// Published by the ingress on `{prefix}.codes.{appid}`: one login code to exchange.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct LoginRequested {
     pub v: u32,
     pub login_id: LoginId,
@@ -95,7 +97,7 @@ pub struct LoginRequested {
 }
 
 /// What a phone-code exchange needs beyond a login's: whose number it is.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct PhoneExchange {
     /// The session's user: WeChat checks that the code is theirs.
     pub openid: String,
@@ -131,7 +133,7 @@ impl LoginRequested {
 }
 
 /// Why a login failed. The errcode tells the client; the reason tells operators.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureReason {
     /// WeChat rejected the code or the user (40029, 40163, 40226, 41008).
@@ -146,7 +148,7 @@ pub enum FailureReason {
     AlreadyUsed,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum LoginOutcome {
     Success {
@@ -203,7 +205,7 @@ pub fn phone_hash(key: &crate::crypto::LookupKey, appid: &AppId, phone: &PhoneNu
 
 /// Published by a worker on `{prefix}.results.{appid}.{code hash}`, once per code (retained: the
 /// code's final record, and what replays read) and sent to the ingress's reply subject.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct LoginResult {
     pub v: u32,
     pub login_id: LoginId,
@@ -279,7 +281,7 @@ impl LoginResult {
 /// It carries the session's login and sealed key, so that it can make the row if the login's
 /// result has not been applied yet; a login's own key always wins over it (see
 /// [`crate::upsert::users`]).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 pub struct UnionidLearned {
     pub v: u32,
     /// Always [`UNIONID_LEARNED`].
@@ -379,6 +381,8 @@ pub fn encode<T: Serialize>(event: &T) -> bytes::Bytes {
         .expect("events serialize to JSON")
         .into()
 }
+
+pub mod schema;
 
 #[cfg(test)]
 mod tests;

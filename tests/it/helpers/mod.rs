@@ -49,6 +49,8 @@ pub struct Options {
     /// A secured nats-server (per-role users, TLS); each role connects as its own identity,
     /// the test's own connections (`TestApp::settings`) as the admin.
     pub secured: bool,
+    /// The master key(s) of the deployment (default: a fresh one, [`test_keyring`]).
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 /// A change to the settings the roles get; `SettingsTweak::new(|s| s.client_quota = …)`.
@@ -85,6 +87,7 @@ impl Options {
             worker_secret: SECRET.into(),
             tweak: SettingsTweak::default(),
             secured: false,
+            keyring: None,
         }
     }
 }
@@ -235,12 +238,17 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         as_role(Identity::Upserter),
     );
     settings = as_role(Identity::Admin);
-    let keyring = Arc::new(
-        settings
-            .keyring()
-            .expect("the test's master key")
-            .expect("a master key is set"),
-    );
+    // The settings' master key (what the upserter signs with and the operator's commands read),
+    // or the test's own ring for the roles (a fixture's recording key, say).
+    let keyring = match &opts.keyring {
+        Some(own) => Arc::new((**own).clone().writing(settings.seal_format)),
+        None => Arc::new(
+            settings
+                .keyring()
+                .expect("the test's master key")
+                .expect("a master key is set"),
+        ),
+    };
     let apps = vec![App {
         appid: APPID.into(),
         secret: SecretString::from(opts.worker_secret.clone()),
