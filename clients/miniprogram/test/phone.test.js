@@ -4,7 +4,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { WxLoginError } from '../wxlogin.js'
+import { createClient, WxLoginError } from '../wxlogin.js'
 import { postJson, scriptEndpoint, setFaults, simStats } from './harness.js'
 import { useStack } from './stack.js'
 
@@ -142,4 +142,33 @@ test('getPhoneNumber() follows a 202 ticket with the session\'s token until the 
   }
   assert.equal(polls.at(-1).statusCode, 200)
   assert.ok(polls.every((p) => p.body === undefined), 'polls never carry the code')
+})
+
+test('a phone answer that does not come within maxLoginWaitMs, or no answer at all, rejects as tap_again', async () => {
+  const { wx } = setup()
+  const client = createClient({ baseUrl: stack.api, wx, maxLoginWaitMs: 300 })
+  await client.login()
+  const slow = await wx.tapPhoneButton()
+  await setFaults(stack.sim, { endpoints: { phone_number: { latency_ms: 1500 } } })
+  try {
+    await rejectsAsTapAgain(client.getPhoneNumber(slow.event), 202, -1)
+  } finally {
+    await setFaults(stack.sim, {})
+  }
+  assert.equal(phoneCalls(wx).filter((r) => r.method === 'POST').length, 1, 'the code was posted once')
+  // wx.request fails (no answer: the code may or may not have arrived).
+  const lost = await wx.tapPhoneButton()
+  const offline = Object.assign({}, wx, {
+    request (options) {
+      if (options.url.endsWith('/v1/phone')) return options.fail({ errMsg: 'request:fail timeout' })
+      return wx.request(options)
+    }
+  })
+  const cut = createClient({ baseUrl: stack.api, wx: offline })
+  assert.equal(cut.getToken(), client.getToken(), 'the same stored session')
+  await assert.rejects(cut.getPhoneNumber(lost.event), (e) => {
+    assert.deepEqual([e.code, e.status], ['tap_again', 0])
+    assert.match(e.message, /request:fail timeout.*tap the button again/)
+    return true
+  })
 })
