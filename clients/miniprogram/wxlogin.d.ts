@@ -77,6 +77,34 @@ export interface DecryptedData {
   [field: string]: unknown;
 }
 
+/** `detail` of a `bindgetphonenumber` event (`<button open-type="getPhoneNumber">`). */
+export interface PhoneNumberDetail {
+  /** `'getPhoneNumber:ok'` when the user shared the number; anything else: refused. */
+  errMsg?: string;
+  /** The single-use phone code (base library 2.21.2+). */
+  code?: string;
+  [field: string]: unknown;
+}
+
+/** What `getPhoneNumber()` resolves to. */
+export interface PhoneNumber {
+  /** With the country prefix for numbers outside mainland China. */
+  phoneNumber: string;
+  /** Never with a country prefix. */
+  purePhoneNumber: string;
+  /** Always a string, e.g. `'86'`. */
+  countryCode: string;
+}
+
+/**
+ * What the caller can do about a `WxLoginError`, when the helper knows:
+ * - `'tap_again'` (`getPhoneNumber()`): that phone code is dead or may be spent, or the session
+ *   had ended; ask the user to tap the button again and pass the new event;
+ * - `'denied'` (`getPhoneNumber()`): the user did not share the number; nothing was sent;
+ * - `'stale_data'` (`decrypt()`): the data predates a login; get it again.
+ */
+export type WxLoginErrorCode = 'tap_again' | 'denied' | 'stale_data';
+
 /** An error answer of the wxlogin server, or a login that could not finish. */
 export class WxLoginError extends Error {
   name: 'WxLoginError';
@@ -88,6 +116,8 @@ export class WxLoginError extends Error {
   errmsg?: string;
   /** `decrypt()` only: the data predates the login `decrypt()` had to make; get it again. */
   staleData: boolean;
+  /** What to do about it, when the helper knows; branch on this. */
+  code?: WxLoginErrorCode;
 }
 
 export interface Client {
@@ -101,11 +131,27 @@ export interface Client {
   /**
    * Decrypts getUserInfo-style data on the server. Log in BEFORE getting the data: a
    * `wx.login()` in between replaces the session_key and the data no longer decrypts. Pass a
-   * function to let `decrypt()` get the data after any login it has to make.
+   * function to let `decrypt()` get the data after any login it has to make. On `401`, or
+   * `409 87009` (a session-key check found the session's key replaced), it logs in again once.
    */
   decrypt(
     source: EncryptedDetail | (() => EncryptedDetail | Promise<EncryptedDetail>),
   ): Promise<DecryptedData>;
+  /**
+   * The user's phone number from a `bindgetphonenumber` event (or its `detail`), through
+   * `POST /v1/phone` (logging in first if there is no session), following `202` tickets. The
+   * phone code is sent once and never again: rejects with `code: 'tap_again'` on 40029, 503 -1,
+   * 40163, a lost ticket or no answer, and on 401 (after logging in again); with
+   * `code: 'denied'` and no request when `errMsg` is not `'getPhoneNumber:ok'`. The same event
+   * again gets the same number (the server exchanges each code once).
+   */
+  getPhoneNumber(event: { detail: PhoneNumberDetail } | PhoneNumberDetail): Promise<PhoneNumber>;
+  /**
+   * `GET /v1/session-key`: whether WeChat still holds the session's session_key. `false` too
+   * when there is no session (nothing sent) or it has ended: call `login()` before getting data
+   * to decrypt.
+   */
+  checkSessionKey(): Promise<boolean>;
   /** `POST /v1/logout`, and forgets the token. */
   logout(): Promise<void>;
   /** The stored token, or null when there is none or it has expired. */

@@ -1,5 +1,6 @@
 // wxlogin for mini programs: log in through a wxlogin server, call your APIs with its token,
-// and decrypt getUserInfo-style data. Plain ES module, no dependencies, no build step.
+// decrypt getUserInfo-style data and get the phone number of a getPhoneNumber button. Plain ES
+// module, no dependencies, no build step.
 //
 //   import { createClient } from './wxlogin.js'
 //   const auth = createClient({ baseUrl: 'https://login.example.com' })
@@ -15,7 +16,13 @@
 //   credential: an openid is not a secret, and whoever can send one would be that user.
 // - request(): wx.request() with `Authorization: Bearer <token>`; on 401 it logs in again once
 //   and repeats the call.
-// - decrypt(): sends encryptedData/iv (and rawData/signature) to POST /v1/decrypt.
+// - decrypt(): sends encryptedData/iv (and rawData/signature) to POST /v1/decrypt; 409 87009
+//   (the session's session_key was replaced) is a dead session for it: it logs in again once.
+// - getPhoneNumber(event): for bindgetphonenumber; POST /v1/phone with the event's phone code,
+//   following 202 tickets. A phone code is single-use and each exchange is billed: it is sent
+//   once, never again (not after a 40029, a 503, or a 401 that made it log in again); those
+//   reject with `code: 'tap_again'`: ask the user to tap the button again (a new code).
+// - checkSessionKey(): GET /v1/session-key, whether WeChat still holds the session's key.
 
 const DEFAULT_STORAGE_KEY = 'wxlogin.session'
 const DEFAULT_RETRY_AFTER_MS = 500
@@ -25,10 +32,13 @@ const FRESH_CODE_ERRCODES = [40029, 40163]
 // What a session_key replaced by a wx.login() yields: -41003 "cannot decrypt", or -41005
 // "signature does not match sha1(rawData + session_key)" when rawData/signature were sent.
 const ERRCODES_STALE_KEY = [-41003, -41005]
+// /v1/decrypt's "a session-key check found this session's key replaced": log in again.
+const ERRCODE_KEY_REPLACED = 87009
+const PHONE_OK = 'getPhoneNumber:ok'
 
 /** An error answer of the wxlogin server (or a login that could not finish). */
 export class WxLoginError extends Error {
-  constructor (message, { status, errcode, errmsg, staleData = false } = {}) {
+  constructor (message, { status, errcode, errmsg, staleData = false, code } = {}) {
     super(message)
     this.name = 'WxLoginError'
     /** HTTP status of the answer (0 when there was none). */
@@ -39,6 +49,12 @@ export class WxLoginError extends Error {
     this.errmsg = errmsg
     /** decrypt() only: the data was encrypted under a session_key that a login replaced. */
     this.staleData = staleData
+    /**
+     * What the caller can do, when the helper knows: 'stale_data' (decrypt(): get the data
+     * again), 'tap_again' (getPhoneNumber(): that phone code is spent or dead, ask for another
+     * tap), 'denied' (getPhoneNumber(): the user did not share the number). Else undefined.
+     */
+    this.code = code || (staleData ? 'stale_data' : undefined)
   }
 }
 
@@ -55,6 +71,13 @@ function call (w, api, options) {
 
 function sleep (ms) {
   return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Marks `err` as "ask the user to tap the button again" (getPhoneNumber()). */
+function tapAgain (err) {
+  err.code = 'tap_again'
+  if (!/tap the button again/.test(err.message)) err.message += ': ask the user to tap the button again'
+  return err
 }
 
 function errorFrom (res, what) {
@@ -123,21 +146,30 @@ export function createClient (options) {
     if (token === undefined || (s && s.token === token)) wxApi().removeStorageSync(storageKey)
   }
 
-  /** One code, exchanged: POST /v1/login, then the ticket while the answer is 202. */
-  async function exchange (code) {
-    const deadline = Date.now() + maxLoginWaitMs
-    let res = await http('POST', '/v1/login', appid ? { appid, code } : { code })
+  /**
+   * Follows `202` answers: waits each one's retry_after_ms, then GETs `pollPath(ticket)` (with
+   * the latest ticket), until another answer comes or `deadline` would pass.
+   */
+  async function follow (res, what, pollPath, token, deadline) {
     while (res.statusCode === 202) {
       const ticket = res.data && res.data.ticket
-      if (typeof ticket !== 'string') throw errorFrom(res, 'login: 202 without a ticket')
+      if (typeof ticket !== 'string') throw errorFrom(res, `${what}: 202 without a ticket`)
       const wait = Math.min(MAX_RETRY_AFTER_MS,
         Math.max(0, Number(res.data.retry_after_ms) || DEFAULT_RETRY_AFTER_MS))
       if (Date.now() + wait > deadline) {
-        throw new WxLoginError(`login: not finished after ${maxLoginWaitMs} ms`, { status: 202, errcode: -1 })
+        throw new WxLoginError(`${what}: not finished after ${maxLoginWaitMs} ms`, { status: 202, errcode: -1 })
       }
       await sleep(wait)
-      res = await http('GET', `/v1/login/${encodeURIComponent(ticket)}`)
+      res = await http('GET', pollPath(encodeURIComponent(ticket)), undefined, token)
     }
+    return res
+  }
+
+  /** One code, exchanged: POST /v1/login, then the ticket while the answer is 202. */
+  async function exchange (code) {
+    const deadline = Date.now() + maxLoginWaitMs
+    const posted = await http('POST', '/v1/login', appid ? { appid, code } : { code })
+    const res = await follow(posted, 'login', (t) => `/v1/login/${t}`, undefined, deadline)
     if (res.statusCode === 200 && res.data && typeof res.data.token === 'string') {
       save(res.data.token, res.data.expires_in)
       return res.data.token
@@ -246,7 +278,9 @@ export function createClient (options) {
     }
     let body = decryptBody(fetchData ? await fetchData() : source)
     let res = await http('POST', '/v1/decrypt', body, token)
-    if (res.statusCode === 401) {
+    // 401: the session ended; 409 87009: WeChat replaced its session_key. Either way a new login
+    // (whose session_key is current) is what decrypts the data.
+    if (res.statusCode === 401 || (res.statusCode === 409 && res.data && res.data.errcode === ERRCODE_KEY_REPLACED)) {
       token = await relogin(token)
       loggedIn = true
       if (fetchData) body = decryptBody(await fetchData())
@@ -256,10 +290,82 @@ export function createClient (options) {
     const err = errorFrom(res, 'decrypt')
     if (ERRCODES_STALE_KEY.includes(err.errcode) && loggedIn && !fetchData) {
       err.staleData = true
+      err.code = 'stale_data'
       err.message += ': the data was obtained before this login, whose wx.login() changed the ' +
         'session_key; get the data again and call decrypt() again'
     }
     throw err
+  }
+
+  /**
+   * The user's phone number from a `bindgetphonenumber` event (or its `detail`): resolves to
+   * `{ phoneNumber, purePhoneNumber, countryCode }` (countryCode a string).
+   *
+   * The event's `detail.code` is a single-use phone code whose exchange WeChat bills, so it is
+   * posted once (POST /v1/phone, logging in first if there is no session) and never again by
+   * this call. Passing the same event again is safe: the server answers the same session the
+   * same number without a second exchange. Rejections with `code`:
+   * - 'denied': `detail.errMsg` is not 'getPhoneNumber:ok' (the user refused); nothing is sent.
+   * - 'tap_again': that code is dead or may be spent (400 40029, 503 -1, 409 40163, a ticket
+   *   gone or not answered within maxLoginWaitMs, no answer at all), or the session had ended
+   *   (401: it has logged in again, but does not send the code with the new session): ask the
+   *   user to tap the button again, and call getPhoneNumber() with the new event.
+   */
+  async function getPhoneNumber (event) {
+    const detail = event && typeof event === 'object' && event.detail ? event.detail : event
+    const errMsg = detail && detail.errMsg
+    if (typeof errMsg === 'string' && errMsg !== PHONE_OK) {
+      throw new WxLoginError(`getPhoneNumber: the user did not share the number (${errMsg})`,
+        { errmsg: errMsg, code: 'denied' })
+    }
+    if (!detail || typeof detail.code !== 'string' || detail.code === '') {
+      throw new TypeError('getPhoneNumber: no detail.code in the event (it needs base library 2.21.2+)')
+    }
+    const deadline = Date.now() + maxLoginWaitMs
+    const token = await ensureToken()
+    let res
+    try {
+      const posted = await http('POST', '/v1/phone', { code: detail.code }, token)
+      res = await follow(posted, 'getPhoneNumber', (t) => `/v1/phone/${t}`, token, deadline)
+    } catch (e) {
+      throw tapAgain(e instanceof WxLoginError ? e : new WxLoginError(
+        `getPhoneNumber: no answer (${e && e.message})`, { errmsg: e && e.message }))
+    }
+    const data = res.data
+    if (res.statusCode === 200 && data && typeof data.phoneNumber === 'string') {
+      return {
+        phoneNumber: data.phoneNumber,
+        purePhoneNumber: data.purePhoneNumber,
+        countryCode: String(data.countryCode)
+      }
+    }
+    const err = errorFrom(res, 'getPhoneNumber')
+    if (res.statusCode === 401) {
+      await relogin(token)
+      err.message += ': logged in again; a phone code is single-use, so it was not sent again'
+      throw tapAgain(err)
+    }
+    const dead = (res.statusCode === 400 && err.errcode === 40029) ||
+      (res.statusCode === 503 && err.errcode === -1) ||
+      (res.statusCode === 409 && err.errcode === 40163) || res.statusCode === 404
+    throw dead ? tapAgain(err) : err
+  }
+
+  /**
+   * Whether WeChat still holds the session's session_key (GET /v1/session-key). `false` also
+   * when there is no session (nothing is sent) or it has ended: call login() before getting
+   * data to decrypt. (decrypt() logs in again by itself when the server knows the key replaced.)
+   */
+  async function checkSessionKey () {
+    const token = getToken()
+    if (!token) return false
+    const res = await http('GET', '/v1/session-key', undefined, token)
+    if (res.statusCode === 200 && res.data && typeof res.data.valid === 'boolean') return res.data.valid
+    if (res.statusCode === 401) {
+      clearSession(token)
+      return false
+    }
+    throw errorFrom(res, 'checkSessionKey')
   }
 
   /** Ends the session on the server (POST /v1/logout) and forgets it here. */
@@ -271,5 +377,5 @@ export function createClient (options) {
     if (res.statusCode !== 204 && res.statusCode !== 401) throw errorFrom(res, 'logout')
   }
 
-  return { login, request, decrypt, logout, getToken, clearSession }
+  return { login, request, decrypt, getPhoneNumber, checkSessionKey, logout, getToken, clearSession }
 }

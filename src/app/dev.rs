@@ -149,8 +149,9 @@ fn print_next_steps(settings: &Settings, appid: &str) {
     eprintln!(
         "\nwxlogin is up: API {api}, WeChat simulator {sim}\n\n\
          Try it (paste into another terminal): get a code from the simulated wx.login(), log in,\n\
-         ask /v1/me who the token is, decrypt the simulated wx.getUserInfo() data, log out, and\n\
-         see /v1/me refuse the token (40001):\n\n{commands}"
+         ask /v1/me who the token is, decrypt the simulated wx.getUserInfo() data, exchange the\n\
+         phone code of a simulated getPhoneNumber tap for the number, have WeChat check the\n\
+         session_key, log out, and see /v1/me refuse the token (40001):\n\n{commands}"
     );
 }
 
@@ -164,6 +165,9 @@ pub fn demo_commands(api: &str, sim: &str, appid: &str) -> Vec<String> {
             r#"TOKEN=$(curl -s -X POST "$API/v1/login" -H 'content-type: application/json' -d "{\"code\":\"$CODE\"}" | sed -E 's/.*"token":"([^"]+)".*/\1/'); echo "$TOKEN""#,
             r#"curl -s "$API/v1/me" -H "Authorization: Bearer $TOKEN" -w '\n'"#,
             r#"curl -s -X POST "$SIM/sim/userinfo" -H 'content-type: application/json' -d "{\"appid\":\"$APPID\",\"user\":\"alice\"}" | curl -s -X POST "$API/v1/decrypt" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d @- -w '\n'"#,
+            r#"PHONE_CODE=$(curl -s -X POST "$SIM/sim/phone" -H 'content-type: application/json' -d "{\"appid\":\"$APPID\",\"user\":\"alice\"}" | sed -E 's/.*"code":"([^"]+)".*/\1/')"#,
+            r#"curl -s -X POST "$API/v1/phone" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' -d "{\"code\":\"$PHONE_CODE\"}" -w '\n'"#,
+            r#"curl -s "$API/v1/session-key" -H "Authorization: Bearer $TOKEN" -w '\n'"#,
             r#"curl -s -X POST "$API/v1/logout" -H "Authorization: Bearer $TOKEN" -o /dev/null -w '%{http_code}\n'"#,
             r#"curl -s "$API/v1/me" -H "Authorization: Bearer $TOKEN" -w '\n'"#,
         ]

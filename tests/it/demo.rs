@@ -1,5 +1,6 @@
 //! The newcomer's demo: `wxlogin up --sim` prints a curl sequence; pasted into a shell it logs
-//! in, reads `/v1/me`, decrypts the simulated `wx.getUserInfo()` data and logs out. These tests
+//! in, reads `/v1/me`, decrypts the simulated `wx.getUserInfo()` data, exchanges a simulated
+//! `getPhoneNumber` tap's phone code for the number, checks the session_key and logs out. These tests
 //! run the real binary (which starts its own nats-server when none answers on 4222) and paste
 //! what it printed into bash. The README's quick start must show the same sequence.
 
@@ -113,7 +114,7 @@ fn the_demo_that_wxlogin_up_sim_prints_works_when_pasted_into_a_shell() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(lines.len(), 7, "{stdout}");
     let token = lines[0];
     assert!(token.starts_with("wxl_"), "no token: {stdout}");
     let me: serde_json::Value = serde_json::from_str(lines[1]).expect("/v1/me answers JSON");
@@ -123,12 +124,40 @@ fn the_demo_that_wxlogin_up_sim_prints_works_when_pasted_into_a_shell() {
     assert_eq!(profile["openId"], openid, "{stdout}");
     assert_eq!(profile["nickName"], "alice");
     assert_eq!(profile["watermark"]["appid"], DEMO_APPID);
-    assert_eq!(lines[3], "204", "logout");
-    let after: serde_json::Value = serde_json::from_str(lines[4]).unwrap();
+    let phone: serde_json::Value = serde_json::from_str(lines[3]).expect("phone answers JSON");
+    // The simulator gives alice the same number for every phone code: the one it mints now.
+    let minted = sim_phone_code(sim_port, "alice");
+    assert_eq!(
+        phone,
+        serde_json::json!({
+            "phoneNumber": minted["phone_number"],
+            "purePhoneNumber": minted["pure_phone_number"],
+            "countryCode": minted["country_code"],
+        }),
+        "{stdout}"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(lines[4]).expect("session-key answers JSON"),
+        serde_json::json!({"valid": true}),
+        "{stdout}"
+    );
+    assert_eq!(lines[5], "204", "logout");
+    let after: serde_json::Value = serde_json::from_str(lines[6]).unwrap();
     assert_eq!(
         after["errcode"], 40001,
         "the token died at logout: {stdout}"
     );
+}
+
+/// `POST /sim/phone` for `user` of the demo app: a new phone code and the number it stands for.
+fn sim_phone_code(sim_port: u16, user: &str) -> serde_json::Value {
+    let body = serde_json::json!({"appid": DEMO_APPID, "user": user}).to_string();
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", "-d", &body])
+        .arg(format!("http://127.0.0.1:{sim_port}/sim/phone"))
+        .output()
+        .expect("run curl");
+    serde_json::from_slice(&out.stdout).expect("sim/phone answers JSON")
 }
 
 #[test]

@@ -1,29 +1,16 @@
 // decrypt() against a real wxlogin (POST /v1/decrypt) and the simulator's wx.getUserInfo()
 // data, encrypted under the user's real current session_key.
 
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { createClient, WxLoginError } from '../wxlogin.js'
-import { fakeWx, getUserInfo } from './fake-wx.js'
-import { APPID, startStack } from './harness.js'
+import { WxLoginError } from '../wxlogin.js'
+import { getUserInfo } from './fake-wx.js'
+import { APPID } from './harness.js'
+import { useStack } from './stack.js'
 
-let stack
-let users = 0
-const newUser = () => `js-decrypt-${++users}`
-
-before(async () => {
-  stack = await startStack()
-})
-
-after(async () => {
-  if (stack) await stack.stop()
-})
-
-function setup (user = newUser()) {
-  const wx = fakeWx({ sim: stack.sim, user })
-  return { wx, client: createClient({ baseUrl: stack.api, wx }), user }
-}
+const stack = useStack({ users: 'js-decrypt' })
+const setup = (user) => stack.setup(user)
 
 const decryptCalls = (wx) => wx.calls.requests.filter((r) => r.url.endsWith('/v1/decrypt'))
 
@@ -85,4 +72,45 @@ test('decrypt() refuses data without encryptedData and iv (a denied getUserInfo)
   await client.login()
   await assert.rejects(client.decrypt({ errMsg: 'getUserInfo:fail auth deny' }), /auth deny/)
   assert.equal(decryptCalls(wx).length, 0)
+})
+
+test('checkSessionKey() is true for a fresh login, and false without asking anything when there is no session', async () => {
+  const { wx, client } = setup()
+  assert.equal(await client.checkSessionKey(), false)
+  assert.equal(wx.calls.requests.length, 0)
+  const token = await client.login()
+  assert.equal(await client.checkSessionKey(), true)
+  const check = wx.calls.requests.at(-1)
+  assert.deepEqual([check.method, new URL(check.url).pathname, check.header.authorization],
+    ['GET', '/v1/session-key', `Bearer ${token}`])
+})
+
+test('after a login elsewhere replaced the key, checkSessionKey() is false and decrypt() logs in again (409 87009)', async () => {
+  const { wx, client, user } = setup()
+  await client.login()
+  // The same user logs in elsewhere: WeChat gives out a new session_key, and this one is stale.
+  await setup(user).client.login()
+  assert.equal(await client.checkSessionKey(), false)
+  const profile = await client.decrypt(() => getUserInfo(wx))
+  assert.equal(profile.nickName, user)
+  assert.deepEqual(decryptCalls(wx).map((r) => [r.statusCode, JSON.parse(r.body).encryptedData !== undefined]),
+    [[409, true], [200, true]])
+  assert.equal(decryptCalls(wx)[0].answer.errcode, 87009)
+  // The data is asked for again after the new login, whose key it is then encrypted under.
+  assert.deepEqual(wx.calls.order.slice(-6), ['wx.getUserInfo', 'request POST /v1/decrypt',
+    'wx.login', 'request POST /v1/login', 'wx.getUserInfo', 'request POST /v1/decrypt'])
+  assert.equal(await client.checkSessionKey(), true, 'the new login\'s key is current')
+
+  // Given data (not a function), decrypt() logs in again too; that login replaced the key the
+  // data was encrypted under, so the error says to get the data again.
+  const other = setup(user)
+  await other.client.login()
+  assert.equal(await client.checkSessionKey(), false)
+  const detail = await getUserInfo(wx)
+  await assert.rejects(client.decrypt(detail), (e) => {
+    assert.deepEqual([e.staleData, e.code], [true, 'stale_data'])
+    return true
+  })
+  assert.equal(await client.checkSessionKey(), true)
+  assert.equal((await client.decrypt(await getUserInfo(wx))).nickName, user)
 })

@@ -5,6 +5,9 @@
 //   JSON `data`, `success` for any HTTP status, `fail` only when there is no answer;
 // - wx.getUserInfo() returns what the simulator encrypts under the user's current session_key
 //   (POST {sim}/sim/userinfo);
+// - tapPhoneButton() is the user tapping <button open-type="getPhoneNumber">: it mints a real
+//   phone code at the simulator (POST {sim}/sim/phone) and resolves to the bindgetphonenumber
+//   event and the number the simulator will answer for it;
 // - storage is an in-memory map with wx.setStorageSync's semantics ('' when missing).
 // Every call is recorded in `calls`, in order.
 
@@ -15,15 +18,20 @@ export function fakeWx ({ sim, user, appid = APPID }) {
   const queued = []
   const calls = { login: 0, getUserInfo: 0, requests: [], order: [] }
 
-  async function mint () {
-    const r = await fetch(`${sim}/sim/login`, {
+  /** POSTs `{appid, user}` to a control endpoint of the simulator; the answer's JSON. */
+  async function simPost (path) {
+    const r = await fetch(`${sim}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ appid, user })
     })
     const body = await r.json()
-    if (r.status !== 200) throw new Error(`sim/login: ${r.status} ${JSON.stringify(body)}`)
-    return body.code
+    if (r.status !== 200) throw new Error(`${path}: ${r.status} ${JSON.stringify(body)}`)
+    return body
+  }
+
+  async function mint () {
+    return (await simPost('/sim/login')).code
   }
 
   async function doRequest ({ url, method = 'GET', data, header = {} }) {
@@ -75,15 +83,22 @@ export function fakeWx ({ sim, user, appid = APPID }) {
     getUserInfo ({ success, fail }) {
       calls.getUserInfo += 1
       calls.order.push('wx.getUserInfo')
-      fetch(`${sim}/sim/userinfo`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ appid, user })
-      }).then(async (r) => {
-        const body = await r.json()
-        if (r.status !== 200) return fail({ errMsg: `getUserInfo:fail ${JSON.stringify(body)}` })
-        success(Object.assign({ userInfo: JSON.parse(body.rawData), errMsg: 'getUserInfo:ok' }, body))
-      }, (e) => fail({ errMsg: `getUserInfo:fail ${e.message}` }))
+      simPost('/sim/userinfo').then(
+        (body) => success(Object.assign({ userInfo: JSON.parse(body.rawData), errMsg: 'getUserInfo:ok' }, body)),
+        (e) => fail({ errMsg: `getUserInfo:fail ${e.message}` }))
+    },
+
+    async tapPhoneButton () {
+      calls.order.push('tap getPhoneNumber')
+      const body = await simPost('/sim/phone')
+      return {
+        event: { type: 'getphonenumber', detail: { errMsg: 'getPhoneNumber:ok', code: body.code } },
+        number: {
+          phoneNumber: body.phone_number,
+          purePhoneNumber: body.pure_phone_number,
+          countryCode: body.country_code
+        }
+      }
     },
 
     getStorageSync (key) { return storage.has(key) ? structuredClone(storage.get(key)) : '' },

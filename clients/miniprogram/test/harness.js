@@ -150,3 +150,16 @@ export async function setFaults (sim, faults) {
   const r = await postJson(`${sim}/sim/faults`, faults)
   if (r.status !== 200) throw new Error(`sim/faults answered ${r.status}: ${JSON.stringify(r.body)}`)
 }
+
+/** The simulator's exact counts (GET /sim/stats). */
+export async function simStats (sim) {
+  const r = await fetch(`${sim}/sim/stats`)
+  if (r.status !== 200) throw new Error(`sim/stats answered ${r.status}`)
+  return r.json()
+}
+
+/** Queues answers for the next calls of one access-token endpoint (e.g. 'phone_number'). */
+export async function scriptEndpoint (sim, endpoint, answers) {
+  const r = await postJson(`${sim}/sim/script`, { endpoint, answers })
+  if (r.status !== 200) throw new Error(`sim/script answered ${r.status}: ${JSON.stringify(r.body)}`)
+}

@@ -1,31 +1,16 @@
 // login() and request() against a real wxlogin and a real WeChat simulator (see harness.js);
 // only `wx` is a stand-in (fake-wx.js), and its calls go to those real services.
 
-import { test, before, after } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { createClient, WxLoginError } from '../wxlogin.js'
-import { fakeWx } from './fake-wx.js'
-import { mintCode, postJson, setFaults, startStack } from './harness.js'
+import { WxLoginError } from '../wxlogin.js'
+import { mintCode, postJson, setFaults } from './harness.js'
+import { useStack } from './stack.js'
 
-let stack
-let users = 0
-const newUser = () => `js-user-${++users}`
-
-before(async () => {
-  // A short login wait, so that a slow WeChat (the simulator's latency fault) yields a 202.
-  stack = await startStack({ env: { WXLOGIN_LOGIN_WAIT_MS: '200' } })
-})
-
-after(async () => {
-  if (stack) await stack.stop()
-})
-
-function setup (user = newUser()) {
-  const wx = fakeWx({ sim: stack.sim, user })
-  const client = createClient({ baseUrl: stack.api, wx })
-  return { wx, client, user }
-}
+// A short login wait, so that a slow WeChat (the simulator's latency fault) yields a 202.
+const stack = useStack({ env: { WXLOGIN_LOGIN_WAIT_MS: '200' }, users: 'js-user' })
+const setup = (user) => stack.setup(user)
 
 async function me (token) {
   const r = await fetch(`${stack.api}/v1/me`, { headers: { authorization: `Bearer ${token}` } })
