@@ -102,6 +102,15 @@ impl Pipeline {
         let wechat = self.wechat_client()?;
         let lookup = match self.settings.lookup_key() {
             Ok(Some(key)) => key,
+            // Mid-rotation, workers with different primaries would hash one number two ways.
+            Ok(None) if self.settings.master_keys_previous.is_some() => {
+                return Err(RoleError::Config(
+                    "master_keys_previous is set (a master-key rotation) but lookup_key is not: \
+                     the phone-number hashes would change with the primary key; set lookup_key \
+                     (docs/security.md, \"Phone numbers\")"
+                        .into(),
+                ));
+            }
             Ok(None) => LookupKey::derived_from(keyring.primary()),
             Err(e) => return Err(RoleError::Config(e.to_string())),
         };

@@ -19,6 +19,7 @@ use crate::{
         events::{self, CALL_REQUESTED_V1, CallAnswered, CallKind, CallOutcome, CallRequested},
         headers,
     },
+    exchange,
     settings::Settings,
     upsert::{db, users},
 };
@@ -68,7 +69,7 @@ pub async fn run(settings: &Settings, command: SessionKeyCommand) -> anyhow::Res
     };
     let mut headers = headers::for_reply(&request.call_id);
     headers.insert(headers::REPLY, reply.as_str());
-    let subject = pipeline.topology.call_subject(&appid);
+    let subject = pipeline.topology.call_subject(&appid, request.kind);
     pipeline
         .nats
         .publish_with_headers(subject, headers, events::encode(&request))
@@ -88,6 +89,24 @@ pub async fn run(settings: &Settings, command: SessionKeyCommand) -> anyhow::Res
     .ok()
     .flatten();
     match answer.map(|a| a.outcome) {
+        Some(CallOutcome::Reset {
+            session_key_sealed,
+            recorded: false,
+        }) => {
+            // WeChat reset the key and the worker could not record it: the old key is dead, so
+            // the new one must reach the results stream from here.
+            let event =
+                exchange::reset_event(&request, session_key_sealed, pipeline.clock.now_ms());
+            let subject = pipeline
+                .topology
+                .key_reset_subject(&appid, &request.call_id);
+            exchange::publish_reset(&pipeline.js, &subject, &event)
+                .await
+                .map_err(anyhow::Error::msg)
+                .context("WeChat reset the session_key but it could not be recorded: run the reset again once NATS takes writes")?;
+            println!("session_key reset for {appid} (recorded by this command)");
+            Ok(())
+        }
         Some(CallOutcome::Reset { .. }) => {
             println!(
                 "session_key reset for {appid}: the upserter keeps the new key; sessions holding the old one get 409 87009 from /v1/decrypt once a session-key check finds it replaced"

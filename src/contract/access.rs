@@ -130,6 +130,8 @@ impl Topology {
                 publish.push(format!("{p}.results.*.reset.*"));
                 publish.push(format!("{p}.reply.*"));
                 subscribe.push(format!("{p}.calls.*"));
+                // Resets: only the admin publishes there (an operator's command).
+                subscribe.push(format!("{p}.calls.*.reset"));
                 publish.push(self.parked_subject(super::parked::Stage::Exchange));
                 publish.extend(kv_write(&ledger));
                 publish.extend(stream_read(&self.results_stream()));

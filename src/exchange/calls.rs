@@ -106,35 +106,17 @@ impl Exchanger {
 
 impl Exchanger {
     /// The old key died with WeChat's answer: the new one is recorded on the results stream
-    /// (for the user's row, and replays) before the caller hears of it, retried for a while.
+    /// (for the user's row, and replays) before the caller hears of it, retried for a while;
+    /// the answer says whether it was, and carries the key sealed either way.
     async fn record_reset(&self, req: &CallRequested, sealed: String) -> CallOutcome {
-        let event = SessionKeyReset {
-            v: SESSION_KEY_RESET_V1,
-            event: SESSION_KEY_RESET.into(),
-            call_id: req.call_id.clone(),
-            appid: req.appid.clone(),
-            openid: req.openid.clone(),
-            session_key_sealed: sealed.clone(),
-            reset_at_ms: self.clock.now_ms(),
-        };
+        let event = reset_event(req, sealed.clone(), self.clock.now_ms());
         let subject = self.topology.key_reset_subject(&req.appid, &req.call_id);
         for attempt in 0..10u32 {
-            let published = async {
-                let ack = self
-                    .js
-                    .publish_with_headers(
-                        subject.clone(),
-                        headers::for_key_reset(&event),
-                        events::encode(&event),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                ack.await.map_err(|e| e.to_string())
-            };
-            match published.await {
-                Ok(_) => {
+            match publish_reset(&self.js, &subject, &event).await {
+                Ok(()) => {
                     return CallOutcome::Reset {
                         session_key_sealed: sealed,
+                        recorded: true,
                     };
                 }
                 Err(e) => {
@@ -143,13 +125,42 @@ impl Exchanger {
                 }
             }
         }
-        tracing::error!(
-            "the reset session_key could not be recorded: the user's row keeps the old one until the next login"
-        );
+        tracing::error!("the reset session_key could not be recorded here: the caller records it");
         CallOutcome::Reset {
             session_key_sealed: sealed,
+            recorded: false,
         }
     }
+}
+
+/// The event of the reset `req` asked for.
+pub fn reset_event(req: &CallRequested, sealed: String, now_ms: i64) -> SessionKeyReset {
+    SessionKeyReset {
+        v: SESSION_KEY_RESET_V1,
+        event: SESSION_KEY_RESET.into(),
+        call_id: req.call_id.clone(),
+        appid: req.appid.clone(),
+        openid: req.openid.clone(),
+        session_key_sealed: sealed,
+        reset_at_ms: now_ms,
+    }
+}
+
+/// Records a reset on the results stream (once per call, however often it is retried).
+pub async fn publish_reset(
+    js: &async_nats::jetstream::Context,
+    subject: &str,
+    event: &SessionKeyReset,
+) -> Result<(), String> {
+    let ack = js
+        .publish_with_headers(
+            subject.to_string(),
+            headers::for_key_reset(event),
+            events::encode(event),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    ack.await.map(drop).map_err(|e| e.to_string())
 }
 
 /// Answers calls for this worker's apps until `shutdown`.
@@ -159,9 +170,11 @@ pub async fn answer_calls(
 ) -> Result<(), async_nats::SubscribeError> {
     let mut subscriptions = Vec::new();
     for appid in exchanger.apps.keys() {
-        let subject = exchanger.topology.call_subject(appid);
-        let queue = exchanger.topology.call_queue();
-        subscriptions.push(exchanger.nats.queue_subscribe(subject, queue).await?);
+        for kind in [CallKind::CheckSession, CallKind::ResetSessionKey] {
+            let subject = exchanger.topology.call_subject(appid, kind);
+            let queue = exchanger.topology.call_queue();
+            subscriptions.push(exchanger.nats.queue_subscribe(subject, queue).await?);
+        }
     }
     let mut calls = futures::stream::select_all(subscriptions);
     loop {
@@ -176,7 +189,18 @@ pub async fn answer_calls(
                 return;
             };
             let req = match CallRequested::decode(&msg.payload) {
-                Ok(req) => req,
+                // Each kind only on its own subject: a reset only from whoever may publish
+                // there (the admin), never from an ingress.
+                Ok(req)
+                    if *msg.subject == exchanger.topology.call_subject(&req.appid, req.kind) =>
+                {
+                    req
+                }
+                Ok(_) => {
+                    crate::meter::untrusted("call");
+                    tracing::warn!(subject = %msg.subject, "a call on another kind's subject ignored");
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "unreadable call ignored");
                     return;

@@ -35,7 +35,7 @@ use crate::{
 };
 use attempt::{Next, Slot, Stopped};
 pub use budget::Budget;
-pub use calls::answer_calls;
+pub use calls::{answer_calls, publish_reset, reset_event};
 use claim::{Held, Start};
 pub use limiter::{AcquireError, AppLimiter};
 use phone::PhoneAttempts;
@@ -367,6 +367,28 @@ impl Exchanger {
         // Set once an attempt may have reached WeChat without an answer we could read.
         let mut ambiguous = took_over;
         loop {
+            // A phone exchange needs the fleet's token: fetched before the slot, so that
+            // nothing but the send sits between a confirmed slot and a fresh claim.
+            let lent = match req.phone {
+                None => None,
+                Some(_) if self.draining.is_cancelled() && !ambiguous => {
+                    return Err(Stopped::GiveBack);
+                }
+                Some(_) => match self.tokens.token(&req.appid).await {
+                    Ok(lent) => Some(lent),
+                    Err(token::TokenError::Refused { errcode }) => {
+                        return Ok((failure(errcode, FailureReason::Misconfigured), calls));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no access_token for the phone exchange yet");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        if self.clock.now_ms() >= deadline {
+                            return expired(calls);
+                        }
+                        continue;
+                    }
+                },
+            };
             let slot = tokio::select! {
                 biased;
                 // Only while nothing of ours may have reached WeChat: otherwise we finish.
@@ -397,9 +419,10 @@ impl Exchanger {
                 }
             }
             calls += 1;
-            let next = match req.phone {
-                Some(_) => {
-                    self.attempt_phone(req, &code, limiter, &mut ambiguous, &mut phone_attempts)
+            let next = match &lent {
+                Some(lent) => {
+                    let attempts = &mut phone_attempts;
+                    self.attempt_phone(req, &code, lent, limiter, &mut ambiguous, attempts)
                         .await
                 }
                 None => {

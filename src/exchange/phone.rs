@@ -9,7 +9,7 @@
 //! - the number's `watermark.appid` must be ours;
 //! - the number leaves this step only sealed, with its lookup hash.
 
-use super::{Exchanger, attempt::Next, limiter::AppLimiter, token::TokenError};
+use super::{Exchanger, attempt::Next, limiter::AppLimiter, token::Lent};
 use crate::{
     contract::events::{self, FailureReason, LoginOutcome, LoginRequested, PhoneNumber},
     wechat::{ApiError, ErrorClass},
@@ -23,10 +23,12 @@ pub(super) struct PhoneAttempts {
 }
 
 impl Exchanger {
+    /// One call with `lent`, the token the step fetched before its slot.
     pub(super) async fn attempt_phone(
         &self,
         req: &LoginRequested,
         code: &str,
+        lent: &Lent,
         limiter: &AppLimiter,
         ambiguous: &mut bool,
         state: &mut PhoneAttempts,
@@ -34,17 +36,6 @@ impl Exchanger {
         let failure = |errcode, reason| Next::Final(LoginOutcome::Failure { errcode, reason });
         let Some(phone) = &req.phone else {
             return failure(-1, FailureReason::Unexpected);
-        };
-        let lent = match self.tokens.token(&req.appid).await {
-            Ok(lent) => lent,
-            Err(TokenError::Refused { errcode }) => {
-                return failure(errcode, FailureReason::Misconfigured);
-            }
-            Err(e) => {
-                // Nothing was sent: the phone code is untouched, and the slot is spent.
-                tracing::warn!(error = %e, "no access_token for the phone exchange yet");
-                return Next::Retry;
-            }
         };
         let err = match self
             .wechat
@@ -79,7 +70,7 @@ impl Exchanger {
         crate::meter::upstream_call(err.errcode());
         match (&err, err.class()) {
             (ApiError::TokenRejected { .. }, _) => {
-                self.tokens.rejected(&req.appid, &lent).await;
+                self.tokens.rejected(&req.appid, lent).await;
                 if std::mem::replace(&mut state.token_resent, true) {
                     tracing::error!(
                         errcode = err.errcode(),

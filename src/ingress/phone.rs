@@ -137,9 +137,25 @@ async fn phone(ingress: &Ingress, headers: &HeaderMap, body: Body) -> Result<Res
         received_at_ms: ingress.clock.now_ms(),
     };
     tracing::Span::current().record("request_id", ticket.request_id.as_str());
+    // The same session's request in flight here already (a double tap) keeps its waiter: this
+    // one follows the code's result instead of taking the reply from it.
     let (tx, rx) = tokio::sync::oneshot::channel();
-    ingress.waiters.insert(ticket.request_id.clone(), tx);
-    let duplicate = match publish(ingress, &ticket, &record, &code).await {
+    let waiting = match ingress.waiters.entry(ticket.request_id.clone()) {
+        dashmap::Entry::Occupied(_) => None,
+        dashmap::Entry::Vacant(v) => {
+            v.insert(tx);
+            Some(rx)
+        }
+    };
+    let published = publish(ingress, &ticket, &record, &code).await;
+    let Some(rx) = waiting else {
+        published.map_err(|e| {
+            tracing::warn!(error = %e, "cannot publish the phone code");
+            error::UNAVAILABLE
+        })?;
+        return follow_result(ingress, &ticket, &record).await;
+    };
+    let duplicate = match published {
         Ok(duplicate) => duplicate,
         Err(e) => {
             ingress.waiters.remove(&ticket.request_id);
@@ -151,15 +167,7 @@ async fn phone(ingress: &Ingress, headers: &HeaderMap, body: Body) -> Result<Res
     if duplicate {
         // Submitted before (by this session, or another): the code's one result decides.
         ingress.waiters.remove(&ticket.request_id);
-        let (watch, stored) = ResultWatch::start(ingress, &ticket.appid, &ticket.code_key).await?;
-        let result = match stored {
-            Some(result) => Some(result),
-            None => watch.wait(ingress.login_wait).await,
-        };
-        return match result {
-            Some(result) => answer(ingress, &ticket, &record, &result),
-            None => accepted(ingress, &ticket),
-        };
+        return follow_result(ingress, &ticket, &record).await;
     }
     match tokio::time::timeout(ingress.login_wait, rx).await {
         Ok(Ok(result)) => answer(ingress, &ticket, &record, &result),
@@ -167,6 +175,24 @@ async fn phone(ingress: &Ingress, headers: &HeaderMap, body: Body) -> Result<Res
             ingress.waiters.remove(&ticket.request_id);
             accepted(ingress, &ticket)
         }
+    }
+}
+
+/// Submitted before (by this session, or another): the code's one result decides, now or
+/// once it is stored (within the login wait; then a ticket).
+async fn follow_result(
+    ingress: &Ingress,
+    ticket: &PhoneTicket,
+    record: &SessionRecord,
+) -> Result<Response, ApiError> {
+    let (watch, stored) = ResultWatch::start(ingress, &ticket.appid, &ticket.code_key).await?;
+    let result = match stored {
+        Some(result) => Some(result),
+        None => watch.wait(ingress.login_wait).await,
+    };
+    match result {
+        Some(result) => answer(ingress, ticket, record, &result),
+        None => accepted(ingress, ticket),
     }
 }
 

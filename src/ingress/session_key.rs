@@ -99,7 +99,7 @@ async fn ask_workers(ingress: &Ingress, request: &CallRequested) -> Result<CallA
     ingress.calls.insert(request.call_id.clone(), tx);
     let mut headers = headers::for_reply(&request.call_id);
     headers.insert(headers::REPLY, ingress.reply_subject.as_str());
-    let subject = ingress.topology.call_subject(&request.appid);
+    let subject = ingress.topology.call_subject(&request.appid, request.kind);
     let sent = ingress
         .nats
         .publish_with_headers(subject, headers, events::encode(request))

@@ -63,6 +63,11 @@ pub async fn sign(db: &DatabaseConnection, keyring: &Keyring, request: &[u8]) ->
     let Ok(body) = STANDARD.decode(&req.body) else {
         return refused(40003, "body is not base64");
     };
+    // The signature of the empty string is what checksession and resetusersessionkey take:
+    // never handed out.
+    if body.is_empty() {
+        return refused(40003, "an empty body is not signed");
+    }
     if body.len() > MAX_SIGN_BODY_BYTES {
         return refused(45002, "body too large");
     }

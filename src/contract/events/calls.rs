@@ -50,8 +50,11 @@ pub enum CallOutcome {
         current: bool,
     },
     /// resetusersessionkey: the new key, sealed (AAD `appid:openid`).
+    /// (`recorded`: whether the worker recorded it on the results stream; if not, the caller
+    /// must, as the old key is dead.)
     Reset {
         session_key_sealed: String,
+        recorded: bool,
     },
     Failed {
         errcode: i64,

@@ -106,8 +106,17 @@ impl Topology {
         format!("{}_signers", self.prefix)
     }
     /// Synchronous WeChat calls the workers answer (core NATS, one queue group).
-    pub fn call_subject(&self, appid: &AppId) -> String {
-        format!("{}.calls.{appid}", self.prefix)
+    /// A session-key check goes to `{prefix}.calls.{appid}` (the ingress may publish there); a
+    /// reset to `{prefix}.calls.{appid}.reset`, which only the admin may: an operator's act.
+    pub fn call_subject(&self, appid: &AppId, kind: crate::contract::events::CallKind) -> String {
+        match kind {
+            crate::contract::events::CallKind::CheckSession => {
+                format!("{}.calls.{appid}", self.prefix)
+            }
+            crate::contract::events::CallKind::ResetSessionKey => {
+                format!("{}.calls.{appid}.reset", self.prefix)
+            }
+        }
     }
     /// The queue group every worker answers calls in (one answer per call).
     pub fn call_queue(&self) -> String {

@@ -35,9 +35,13 @@ use record::{TOKEN_RECORD_V1, TokenRecord};
 
 /// How long fetches stop after WeChat refused to issue a token for a reason retrying cannot fix.
 pub const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
-/// A lease left unchanged this long is taken to be a dead holder's (a fetch takes one HTTP call,
-/// bounded by the client's request timeout).
-pub const LEASE_STALE: Duration = Duration::from_secs(10);
+/// A lease unchanged this long is taken to be a dead holder's: a fetch is at most two HTTP
+/// calls (a forced refresh after a normal one), each bounded by the client's timeouts (5 s
+/// and 2 s by default), with room to spare.
+pub const LEASE_STALE: Duration = Duration::from_secs(30);
+/// How long the fleet waits before fetching again after a transient failure (-1, 45011, a 5xx),
+/// plus up to as much again at random.
+const TRANSIENT_BACKOFF: Duration = Duration::from_secs(1);
 /// How often a worker waiting on another's fetch looks again.
 const WAIT_POLL: Duration = Duration::from_millis(100);
 /// How long a caller waits for a token before its call is retried later.
@@ -167,16 +171,21 @@ impl AccessTokens {
             {
                 return Ok(lent.clone());
             }
-            if current.is_none()
-                && rec.retry_after_ms > now
-                && let Some(errcode) = rec.last_errcode
-            {
-                return Err(TokenError::Refused { errcode });
+            // A fetch failed a moment ago: nobody fetches again before its backoff ends, also
+            // while the token still works (a refresh ahead of expiry) — never a retry loop.
+            if rec.retry_after_ms > now {
+                return match (current, rec.last_errcode) {
+                    (Some(lent), _) => Ok(lent),
+                    (None, Some(errcode)) if rec.refused => Err(TokenError::Refused { errcode }),
+                    (None, _) => Err(TokenError::Unavailable(
+                        "the last access_token fetch failed; backing off".into(),
+                    )),
+                };
             }
             match self.lease(appid, &mut seen_lease).await? {
-                true => {
+                Some(lease_revision) => {
                     let fetched = self.fetch(appid, rec, revision).await;
-                    self.release(appid).await;
+                    self.release(appid, lease_revision).await;
                     match (fetched, current) {
                         (Ok(lent), _) => return Ok(lent),
                         // A refresh ahead of expiry failed: the token we have still works.
@@ -185,8 +194,8 @@ impl AccessTokens {
                     }
                 }
                 // Someone else refreshes ahead of expiry: ours is still good meanwhile.
-                false if current.is_some() => return Ok(current.expect("checked")),
-                false => {}
+                None if current.is_some() => return Ok(current.expect("checked")),
+                None => {}
             }
             if started.elapsed() > WAIT_MAX {
                 return Err(TokenError::Unavailable(
@@ -198,19 +207,26 @@ impl AccessTokens {
     }
 
     /// A call with `lent` answered 40001/42001/40014: the shared token is dropped if it is still
-    /// that one (a newer one stays), and the next [`AccessTokens::token`] fetches.
+    /// that one (a newer one stays; compare-and-set on the record's revision), and the next
+    /// [`AccessTokens::token`] fetches.
     pub async fn rejected(&self, appid: &AppId, lent: &Lent) {
         crate::meter::access_token_rejected(appid);
         if self
             .cached(appid)
-            .is_some_and(|c| c.lent.revision == lent.revision)
+            .is_some_and(|c| c.lent.token == lent.token)
         {
             self.remember(appid, None);
         }
         let Ok((mut rec, revision)) = self.read(appid).await else {
             return;
         };
-        if revision != lent.revision || rec.token_sealed.is_none() {
+        // The token, not the record's revision, decides: a record rewritten with the same
+        // token (a refresh WeChat answered with it) still holds the one that failed.
+        let stored = rec
+            .token_sealed
+            .as_ref()
+            .and_then(|sealed| self.keyring.open_string(sealed, &record::aad(appid)).ok());
+        if stored.is_none_or(|t| AccessToken::new(t) != lent.token) {
             return;
         }
         rec.token_sealed = None;
@@ -263,16 +279,17 @@ impl AccessTokens {
     }
 
     /// Takes the appid's fetch lease: an atomic create, or the takeover of a lease whose
-    /// revision stayed the same for [`LEASE_STALE`] on our own clock.
+    /// revision stayed the same for [`LEASE_STALE`] on our own clock; the lease's revision when
+    /// it is ours.
     async fn lease(
         &self,
         appid: &AppId,
         seen: &mut Option<(u64, Instant)>,
-    ) -> Result<bool, TokenError> {
+    ) -> Result<Option<u64>, TokenError> {
         let lease = lease_key(appid);
         let unavailable = |e: String| TokenError::Unavailable(e);
         match self.store.create(&lease, self.holder.clone().into()).await {
-            Ok(_) => return Ok(true),
+            Ok(revision) => return Ok(Some(revision)),
             Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
             Err(e) => return Err(unavailable(e.to_string())),
         }
@@ -280,12 +297,12 @@ impl AccessTokens {
             .await
             .map_err(|e| unavailable(e.to_string()))?
         else {
-            return Ok(false);
+            return Ok(None);
         };
         match seen {
             Some((revision, since)) if *revision == entry.revision => {
                 if since.elapsed() < LEASE_STALE {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 tracing::warn!(%appid, "the access_token fetch lease looks abandoned; taking it over");
                 match self
@@ -293,22 +310,27 @@ impl AccessTokens {
                     .update(&lease, self.holder.clone().into(), entry.revision)
                     .await
                 {
-                    Ok(_) => Ok(true),
-                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+                    Ok(revision) => Ok(Some(revision)),
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
                     Err(e) => Err(unavailable(e.to_string())),
                 }
             }
             _ => {
                 *seen = Some((entry.revision, Instant::now()));
-                Ok(false)
+                Ok(None)
             }
         }
     }
 
-    async fn release(&self, appid: &AppId) {
-        if let Err(e) = self.store.delete(lease_key(appid)).await {
-            // It goes stale and is taken over.
-            tracing::debug!(%appid, error = %e, "cannot release the access_token lease");
+    /// Gives the lease back, only if it is still ours (a taker's lease is left alone).
+    async fn release(&self, appid: &AppId, revision: u64) {
+        if let Err(e) = self
+            .store
+            .delete_expect_revision(lease_key(appid), Some(revision))
+            .await
+        {
+            // Taken over meanwhile, or NATS away: it goes stale and is taken over.
+            tracing::debug!(%appid, error = %e, "the access_token lease was not given back");
         }
     }
 
@@ -376,6 +398,7 @@ impl AccessTokens {
             failures: 0,
             last_errcode: None,
             retry_after_ms: 0,
+            refused: false,
             ..rec
         };
         let revision = self
@@ -398,6 +421,11 @@ impl AccessTokens {
                 tracing::warn!(%appid, error = %e, "access_token fetch failed; it will be retried");
                 rec.failures += 1;
                 rec.last_errcode = Some(e.errcode());
+                rec.refused = false;
+                // A short pause for the whole fleet: a busy WeChat is not asked at request rate.
+                let jitter = rand::random_range(0..TRANSIENT_BACKOFF.as_millis() as i64);
+                rec.retry_after_ms =
+                    self.clock.now_ms() + TRANSIENT_BACKOFF.as_millis() as i64 + jitter;
                 let _ = self.store.put(key(appid), encode(&rec)).await;
                 TokenError::Transient(e)
             }
@@ -426,6 +454,7 @@ impl AccessTokens {
         rec.v = TOKEN_RECORD_V1;
         rec.failures += 1;
         rec.last_errcode = Some(errcode);
+        rec.refused = true;
         rec.retry_after_ms = self.clock.now_ms() + REFUSED_BACKOFF.as_millis() as i64;
         let _ = self.store.put(key(appid), encode(&rec)).await;
         TokenError::Refused { errcode }

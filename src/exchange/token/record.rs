@@ -39,9 +39,13 @@ pub struct TokenRecord {
     pub failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_errcode: Option<i64>,
-    /// No fetch before this (set after a refusal an operator must fix: no retry loop).
+    /// No fetch before this, by anyone: set after a failed fetch (briefly after a transient
+    /// one, for [`super::REFUSED_BACKOFF`] after a refusal): never a retry loop.
     #[serde(default)]
     pub retry_after_ms: i64,
+    /// The last failure was a refusal an operator must fix (not a transient one).
+    #[serde(default)]
+    pub refused: bool,
     /// A keyed digest of the token that failed last ([`digest`]): a fetch answering that same
     /// token again calls for a forced refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]

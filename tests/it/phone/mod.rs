@@ -251,6 +251,37 @@ fn errcode_answer(errcode: i64) -> ScriptedAnswer {
     json_answer(json!({"errcode": errcode, "errmsg": "scripted"}))
 }
 
+/// A double tap on one ingress while WeChat is slow: both taps get the number, one exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_tap_while_wechat_is_slow_gets_the_number_twice_from_one_exchange() {
+    let app = spawn_app(Options::new(Db::Sqlite)).await;
+    let token = login(&app, "alice").await;
+    let slow = wxlogin_sim::EndpointFaults {
+        latency_ms: 1500,
+        ..Default::default()
+    };
+    app.faults(wxlogin_sim::Faults {
+        endpoints: std::collections::BTreeMap::from([(Endpoint::PhoneNumber, slow)]),
+        ..Default::default()
+    })
+    .await;
+    let minted = app.control.mint_phone_code(APPID, "alice").await.unwrap();
+    let body = json!({"code": minted.code});
+    let first = app.post_phone(&token, &body);
+    let second = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        app.post_phone(&token, &body).await
+    };
+    let (a, b) = tokio::join!(first, second);
+    for r in [a, b] {
+        assert_eq!(r.status(), 200);
+        let number: Value = r.json().await.unwrap();
+        assert_eq!(number["purePhoneNumber"], minted.pure_phone_number.as_str());
+    }
+    assert_eq!(phone_exchanges(&app).await, 1);
+    app.stop().await;
+}
+
 /// Bad input is refused at the door with a clear error and without a WeChat call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_phone_requests_are_refused_before_any_upstream_call() {

@@ -124,3 +124,68 @@ async fn a_token_refusal_an_operator_must_fix_is_not_retried_in_a_loop_and_shows
     assert_eq!(app.control.stats().await.unwrap().apis.phone.exchanged, 0);
     app.stop().await;
 }
+
+/// Short-lived tokens (6 s, rotated 3 s before expiry): the token is fetched again ahead of
+/// expiry and every call goes on; then, with every fetch refused (40164) while the old token
+/// still works, calls keep using it and WeChat is not asked at request rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_refreshed_ahead_of_expiry_and_a_refused_refresh_is_not_retried_per_call() {
+    let mut opts = Options::new(Db::Sqlite);
+    opts.sim.apis.token_lifetime = Duration::from_secs(6);
+    // (Rotated at half its life: where a due token is fetched, as WeChat rotates 300 s before
+    // expiry and a token is due 240 s before.)
+    opts.sim.apis.token_overlap = Duration::from_secs(3);
+    let app = spawn_app(opts).await;
+    let token = login(&app, "alice").await;
+    let check = |expect: u16| {
+        let (app, token) = (&app, &token);
+        async move {
+            let r = app.session_key(token).await;
+            assert_eq!(r.status(), expect);
+        }
+    };
+    let fetches = || async { app.control.stats().await.unwrap().apis.stable_token.normal };
+    // 8 s of checks: past the first token's half-life and expiry.
+    for _ in 0..16 {
+        check(200).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let refreshed = fetches().await;
+    assert!(
+        (2..=4).contains(&refreshed),
+        "{refreshed} fetches in 8 s of 6 s tokens"
+    );
+    // A fresh token, then every fetch refused: 20 checks while it falls due and expires ask
+    // WeChat for a token at most once more (the refused refresh, then a 30 s pause).
+    for _ in 0..20 {
+        check(200).await;
+        if fetches().await > refreshed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.faults(Faults {
+        endpoints: BTreeMap::from([(
+            Endpoint::StableToken,
+            EndpointFaults {
+                errcode: Some(40164),
+                ..EndpointFaults::default()
+            },
+        )]),
+        ..Faults::default()
+    })
+    .await;
+    let before = app.control.stats().await.unwrap().apis.endpoints["stable_token"].calls;
+    // 5 s of calls: the token falls due (3 s) and expires (6 s) meanwhile.
+    for _ in 0..20 {
+        app.session_key(&token).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = app.control.stats().await.unwrap().apis.endpoints["stable_token"].calls;
+    assert!(
+        after - before <= 1,
+        "{} refused fetches for 20 calls",
+        after - before
+    );
+    app.stop().await;
+}

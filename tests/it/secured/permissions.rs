@@ -140,6 +140,12 @@ async fn a_service_user_may_only_ask_for_signatures(db: Db) {
     ] {
         refused_subscribe(&app, Identity::Service, &subject).await;
     }
+    // A session-key reset is the admin's (an operator's command), never the ingress's.
+    let reset = t.call_subject(
+        &APPID.into(),
+        wxlogin::contract::events::CallKind::ResetSessionKey,
+    );
+    refused_publish(&app, Identity::Ingress, &reset).await;
     // Nobody but a worker reads the calls with their sealed keys, nor answers a service.
     refused_subscribe(&app, Identity::Ingress, &format!("{p}.calls.*")).await;
     let service_inbox = format!("{}.x", t.inbox_prefix(Identity::Service));
