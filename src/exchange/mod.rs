@@ -25,7 +25,7 @@ use rand::Rng;
 use secrecy::SecretString;
 
 use crate::{
-    contract::events::{FailureReason, LoginOutcome, LoginRequested, LoginResult},
+    contract::events::{LoginRequested, LoginResult},
     contract::ledger::{Ledger, LedgerError},
     contract::topology::Topology,
     crypto::{Keyring, LookupKey},
@@ -33,12 +33,11 @@ use crate::{
     settings::App,
     wechat::WechatClient,
 };
-use attempt::{Next, Slot, Stopped};
+use attempt::Stopped;
 pub use budget::Budget;
 pub use calls::{answer_calls, publish_reset, reset_event};
-use claim::{Held, Start};
+use claim::Start;
 pub use limiter::{AcquireError, AppLimiter};
-use phone::PhoneAttempts;
 pub use run::run;
 pub use token::AccessTokens;
 
@@ -326,120 +325,6 @@ impl Exchanger {
             biased;
             outcome = step => Ok(outcome),
             never = self.keep(&held) => match never {},
-        }
-    }
-
-    /// Calls WeChat until the answer is final or the code is too old to send. `took_over`: a
-    /// step that stopped may already have sent this code upstream. Stops if another step took
-    /// the claim over (we must not call WeChat then), or when the worker drains before anything
-    /// of the code may have reached WeChat (another worker can then exchange it at once).
-    async fn exchange(
-        &self,
-        req: &LoginRequested,
-        took_over: bool,
-        held: &Held,
-    ) -> Result<(LoginOutcome, u32), Stopped> {
-        let failure = |errcode, reason| LoginOutcome::Failure { errcode, reason };
-        let limiters = match req.phone {
-            Some(_) => &self.phone_limiters,
-            None => &self.limiters,
-        };
-        let (Some(secret), Some(limiter)) = (self.apps.get(&req.appid), limiters.get(&req.appid))
-        else {
-            tracing::error!("this worker has no secret for the app");
-            return Ok((failure(40013, FailureReason::Misconfigured), 0));
-        };
-        let code = match req.open_code(&self.keyring) {
-            Ok(code) => code,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot open the sealed code: master keys differ between ingress and worker?");
-                return Ok((failure(-1, FailureReason::Misconfigured), 0));
-            }
-        };
-        let deadline = req.received_at_ms + self.topology.code_ttl.as_millis() as i64;
-        let expired = |calls| {
-            tracing::warn!(calls, "code expired before WeChat gave a final answer");
-            Ok((failure(-1, FailureReason::Expired), calls))
-        };
-        let mut calls = 0u32;
-        let mut retries = 0u32;
-        let mut phone_attempts = PhoneAttempts::default();
-        // Set once an attempt may have reached WeChat without an answer we could read.
-        let mut ambiguous = took_over;
-        loop {
-            // A phone exchange needs the fleet's token: fetched before the slot, so that
-            // nothing but the send sits between a confirmed slot and a fresh claim.
-            let lent = match req.phone {
-                None => None,
-                Some(_) if self.draining.is_cancelled() && !ambiguous => {
-                    return Err(Stopped::GiveBack);
-                }
-                Some(_) => match self.tokens.token(&req.appid).await {
-                    Ok(lent) => Some(lent),
-                    Err(token::TokenError::Refused { errcode }) => {
-                        return Ok((failure(errcode, FailureReason::Misconfigured), calls));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no access_token for the phone exchange yet");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                        if self.clock.now_ms() >= deadline {
-                            return expired(calls);
-                        }
-                        continue;
-                    }
-                },
-            };
-            let slot = tokio::select! {
-                biased;
-                // Only while nothing of ours may have reached WeChat: otherwise we finish.
-                _ = self.draining.cancelled(), if !ambiguous => Slot::GiveBack,
-                slot = self.slot(limiter, deadline, held) => slot,
-            };
-            match slot {
-                // The last look before the send: a round trip since the slot (a renewal over a
-                // slow NATS) may have made it late, and a late call could bunch with the next
-                // slot's. Then the slot is given back and the step takes another.
-                Slot::Call(granted) => {
-                    if let Err(late) = limiter.confirm(granted) {
-                        tracing::debug!(late_us = late.late_us, "slot passed before the send");
-                        continue;
-                    }
-                }
-                Slot::Again => continue,
-                Slot::Expired => return expired(calls),
-                Slot::Lost => return Err(Stopped::Lost),
-                Slot::GiveBack => return Err(Stopped::GiveBack),
-                Slot::Skewed if !ambiguous => return Err(Stopped::GiveBack),
-                Slot::Skewed => {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                    if self.clock.now_ms() >= deadline {
-                        return expired(calls);
-                    }
-                    continue;
-                }
-            }
-            calls += 1;
-            let next = match &lent {
-                Some(lent) => {
-                    let attempts = &mut phone_attempts;
-                    self.attempt_phone(req, &code, lent, limiter, &mut ambiguous, attempts)
-                        .await
-                }
-                None => {
-                    self.attempt(req, secret, &code, limiter, &mut ambiguous)
-                        .await
-                }
-            };
-            match next {
-                Next::Final(outcome) => return Ok((outcome, calls)),
-                Next::Paused => {}
-                Next::Retry => {
-                    let wait = self.backoff.delay(retries);
-                    retries += 1;
-                    let left = deadline.saturating_sub(self.clock.now_ms()).max(0) as u64;
-                    tokio::time::sleep(wait.min(Duration::from_millis(left))).await;
-                }
-            }
         }
     }
 }

@@ -13,7 +13,7 @@
 use super::error_docs::{self, error_set};
 use crate::contract::headers;
 use crate::contract::{AppId, CodeKey, LoginId};
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::{
     Json,
@@ -22,7 +22,6 @@ use axum::{
     http::HeaderMap as HttpHeaders,
     response::{IntoResponse, Response},
 };
-use futures::StreamExt;
 use serde::Serialize;
 
 use super::{
@@ -31,6 +30,7 @@ use super::{
     error::{self, ApiError},
     ticket::{Accepted, Ticket, accepted},
     validate,
+    watch::ResultWatch,
 };
 use crate::{
     contract::events::{
@@ -221,81 +221,6 @@ async fn duplicate_login(ingress: &Ingress, mut ticket: Ticket) -> Result<Respon
         // Joined: whatever went wrong, the ticket keeps that and finishes the login.
         None => accepted(ingress, &ticket),
     }
-}
-
-/// Waiting for a code's result on its subject, without polling.
-pub(super) struct ResultWatch<'a> {
-    ingress: &'a Ingress,
-    appid: &'a AppId,
-    code_key: &'a CodeKey,
-    results: async_nats::Subscriber,
-}
-
-impl<'a> ResultWatch<'a> {
-    /// Subscribes to the code's result subject (the server told, by the flush, before the read,
-    /// so a result published after the read reaches us), then reads the stored result.
-    pub(super) async fn start(
-        ingress: &'a Ingress,
-        appid: &'a AppId,
-        code_key: &'a CodeKey,
-    ) -> Result<(ResultWatch<'a>, Option<LoginResult>), ApiError> {
-        let unavailable = |e: &dyn std::fmt::Display| {
-            tracing::warn!(error = %e, "cannot watch for the code's result");
-            error::UNAVAILABLE
-        };
-        let subject = ingress.topology.result_subject(appid, code_key);
-        let results = ingress
-            .nats
-            .subscribe(subject)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        ingress.nats.flush().await.map_err(|e| unavailable(&e))?;
-        let stored = code_result(ingress, appid, code_key).await?;
-        let watch = ResultWatch {
-            ingress,
-            appid,
-            code_key,
-            results,
-        };
-        Ok((watch, stored))
-    }
-
-    /// The result once it is stored, within `wait`; `None` past it or on an error. A message on
-    /// the subject only wakes us: core NATS delivers publishes the stream refused too (a second
-    /// result, a result while the stream is full), so the stored one is read — a few times, as
-    /// the message can reach us before the stream has stored it.
-    pub(super) async fn wait(mut self, wait: Duration) -> Option<LoginResult> {
-        let found = tokio::time::timeout(wait, async {
-            while self.results.next().await.is_some() {
-                for pause in [0, 20, 100] {
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                    if let Some(result) =
-                        code_result(self.ingress, self.appid, self.code_key).await?
-                    {
-                        return Ok(Some(result));
-                    }
-                }
-            }
-            Ok::<_, ApiError>(None)
-        })
-        .await;
-        match found {
-            Ok(Ok(result)) => result,
-            _ => None,
-        }
-    }
-}
-
-/// The code's result, as the results stream's leader has it.
-pub(super) async fn code_result(
-    ingress: &Ingress,
-    appid: &AppId,
-    code_key: &CodeKey,
-) -> Result<Option<LoginResult>, ApiError> {
-    ingress.ledger.result(appid, code_key).await.map_err(|e| {
-        tracing::warn!(error = %e, "code ledger unavailable");
-        error::UNAVAILABLE
-    })
 }
 
 /// What a successful exchange answers while its session cannot be written (the session store

@@ -16,6 +16,7 @@ mod phone;
 mod session_key;
 mod ticket;
 pub mod validate;
+mod watch;
 
 use crate::clock::Clock;
 use std::{collections::HashSet, sync::Arc, time::Duration};

@@ -26,9 +26,10 @@ use super::{
     body::{self, Media},
     error::{self, ApiError},
     error_docs::{self, error_set},
-    login::{ResultWatch, code_result, publish_acked},
+    login::publish_acked,
     ticket::Accepted,
     validate,
+    watch::{ResultWatch, code_result},
 };
 use crate::{
     contract::{

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::{
     Ingress,
     error::{self, ApiError},
-    login::{IfStoreDown, TokenAnswer, answer, code_result},
+    login::{IfStoreDown, TokenAnswer, answer},
+    watch::code_result,
 };
 
 /// Tickets are sealed under this; the first format's tickets (no `joined`) were sealed under
