@@ -108,7 +108,10 @@ impl Exchanger {
         ambiguous: &mut bool,
     ) -> Next {
         let failure = |errcode, reason| Next::Final(LoginOutcome::Failure { errcode, reason });
-        let err = match self.wechat.code2session(&req.appid, secret, code).await {
+        let sent = std::time::Instant::now();
+        let answer = self.wechat.code2session(&req.appid, secret, code).await;
+        limiter.answered_after(sent.elapsed());
+        let err = match answer {
             Ok(session) => {
                 crate::meter::upstream_call(0);
                 let aad = format!("{}:{}", req.appid, session.openid);

@@ -61,6 +61,37 @@ pub struct Schedule {
     pub tat_us: i64,
     /// No call before this (set by a 45011).
     pub paused_until_us: i64,
+    /// How late after its send WeChat may count a call: the longest round trip a worker saw
+    /// lately. WeChat counts a call when it decides it, anywhere in the round trip, so calls
+    /// sent on evenly spaced slots while answers are slow, then fast, are counted closer
+    /// together than they were sent; slots are this much further apart per window (a chaos
+    /// run's finding: 32 calls in a 30/1s window when latency dropped from 800 ms to none).
+    /// Absent from records of older workers, which read and drop it (serde's default).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slack_us: i64,
+    /// Until when `slack_us` holds (two windows after the round trip it came from).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub slack_until_us: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
+}
+
+/// A worker's own longest round trip of late (µs), and the quota's calls per window: what its
+/// next lease adds to the fleet's [`Schedule::slack_us`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slack {
+    pub round_trip_us: i64,
+    pub calls: u32,
+}
+
+impl Slack {
+    /// No round trip seen (tests of the schedule alone).
+    pub const NONE: Slack = Slack {
+        round_trip_us: 0,
+        calls: 1,
+    };
 }
 
 /// How far ahead of now the fleet's next free slot can honestly be: a 45011 pause (a window),
@@ -80,6 +111,33 @@ impl Schedule {
         Schedule {
             tat_us: self.tat_us.min(now_us + horizon(window_us)),
             paused_until_us: self.paused_until_us.min(now_us + window_us),
+            slack_us: self.slack_us.clamp(0, window_us),
+            slack_until_us: self.slack_until_us.min(now_us + 2 * window_us),
+        }
+    }
+
+    /// The fleet's slack with ours taken in: the larger holds, ours for two windows from now;
+    /// a larger one of the fleet's keeps its own end, so a long round trip ages out two
+    /// windows after the last worker saw it.
+    fn with_slack(self, own: Slack, now_us: i64, window_us: i64) -> Schedule {
+        let fleet = if self.slack_until_us > now_us {
+            self.slack_us
+        } else {
+            0
+        };
+        let own_us = own.round_trip_us.clamp(0, window_us);
+        if own_us > 0 && own_us >= fleet {
+            Schedule {
+                slack_us: own_us,
+                slack_until_us: now_us + 2 * window_us,
+                ..self
+            }
+        } else {
+            Schedule {
+                slack_us: fleet,
+                slack_until_us: if fleet > 0 { self.slack_until_us } else { 0 },
+                ..self
+            }
         }
     }
 }
@@ -168,22 +226,28 @@ impl Budget {
         }
     }
 
-    /// Reserves `k` call slots `spacing_us` apart; returns their times (µs). Times read from the
-    /// bucket are [clamped](Schedule::clamped) against our clock and the quota's `window_us`.
+    /// Reserves `k` call slots `spacing_us` apart, plus the fleet's [slack](Schedule::slack_us)
+    /// over the quota's calls (our own round trip taken in); returns their times (µs). Times read
+    /// from the bucket are [clamped](Schedule::clamped) against our clock and `window_us`.
     pub async fn reserve(
         &self,
         appid: &str,
         k: u32,
         spacing_us: i64,
         window_us: i64,
+        own: Slack,
     ) -> Result<Vec<i64>, BudgetError> {
         let lead = self.lead_us.load(Ordering::Relaxed).clamp(0, window_us);
         self.modify(appid, |s, now| {
-            let s = s.clamped(now, window_us);
+            let s = s.clamped(now, window_us).with_slack(own, now, window_us);
+            // N slots then span T + margin + slack: N + 1 calls, each counted up to the slack
+            // after its send, still span more than T.
+            let calls = i64::from(own.calls.max(1));
+            let step = spacing_us + (s.slack_us + calls - 1) / calls;
             let start = s.tat_us.max(now + lead).max(s.paused_until_us);
-            let slots: Vec<i64> = (0..k as i64).map(|i| start + i * spacing_us).collect();
+            let slots: Vec<i64> = (0..k as i64).map(|i| start + i * step).collect();
             let next = Schedule {
-                tat_us: start + k as i64 * spacing_us,
+                tat_us: start + k as i64 * step,
                 ..s
             };
             (next, slots)
@@ -199,6 +263,7 @@ impl Budget {
             let next = Schedule {
                 tat_us: s.tat_us.max(until),
                 paused_until_us: until,
+                ..s
             };
             (next, until)
         })
@@ -248,5 +313,64 @@ impl Budget {
             }
             tokio::time::sleep(PAUSE_POLL).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: i64 = 1_000_000;
+
+    fn own(round_trip_us: i64) -> Slack {
+        Slack {
+            round_trip_us,
+            calls: 30,
+        }
+    }
+
+    #[test]
+    fn the_fleets_slack_is_the_longest_recent_round_trip_and_ages_out_two_windows_after_it() {
+        let s = Schedule::default().with_slack(own(800_000), 0, W);
+        assert_eq!((s.slack_us, s.slack_until_us), (800_000, 2 * W));
+        // A shorter round trip elsewhere keeps the longer one, with its own end.
+        let later = s.with_slack(own(5_000), W, W);
+        assert_eq!((later.slack_us, later.slack_until_us), (800_000, 2 * W));
+        // Once that end passed, the fleet's slack is what workers see now.
+        let aged = later.with_slack(own(5_000), 2 * W + 1, W);
+        assert_eq!(aged.slack_us, 5_000);
+        // A worker that saw no call has nothing to add, and nothing stale is kept.
+        let quiet = aged.with_slack(Slack::NONE, 5 * W, W);
+        assert_eq!((quiet.slack_us, quiet.slack_until_us), (0, 0));
+    }
+
+    #[test]
+    fn a_slack_from_a_clock_ahead_or_a_hung_call_is_held_to_a_window() {
+        let wild = Schedule {
+            slack_us: 50 * W,
+            slack_until_us: 100 * W,
+            ..Schedule::default()
+        };
+        let held = wild.clamped(0, W);
+        assert_eq!((held.slack_us, held.slack_until_us), (W, 2 * W));
+        assert_eq!(Schedule::default().with_slack(own(9 * W), 0, W).slack_us, W);
+    }
+
+    #[test]
+    fn records_of_older_workers_read_as_no_slack_and_older_workers_read_ours() {
+        let old: Schedule = serde_json::from_str(r#"{"tat_us":5,"paused_until_us":7}"#).unwrap();
+        assert_eq!((old.tat_us, old.slack_us, old.slack_until_us), (5, 0, 0));
+        // An older worker's type: the fields it knows, and no refusal of the others.
+        #[derive(Deserialize)]
+        struct Older {
+            tat_us: i64,
+            paused_until_us: i64,
+        }
+        let ours = Schedule::default().with_slack(own(800_000), 0, W);
+        let read: Older = serde_json::from_slice(&serde_json::to_vec(&ours).unwrap()).unwrap();
+        assert_eq!((read.tat_us, read.paused_until_us), (0, 0));
+        // Without a slack, a record is byte for byte what older workers wrote.
+        let plain = serde_json::to_string(&Schedule::default()).unwrap();
+        assert_eq!(plain, r#"{"tat_us":0,"paused_until_us":0}"#);
     }
 }

@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use super::budget::{Budget, BudgetError};
+use super::budget::{Budget, BudgetError, Slack};
 use crate::{clock::Clock, quota::Quota};
 
 /// Slack between N slots and the window: what the schedule gives up for safety.
@@ -92,6 +92,10 @@ pub struct AppLimiter {
     slots: tokio::sync::Mutex<VecDeque<i64>>,
     waiting: AtomicUsize,
     paused_until_us: AtomicI64,
+    /// The longest round trip of our calls lately (µs), and until when it counts (two
+    /// windows after it was seen): what our leases add to the fleet's slack.
+    round_trip_us: AtomicI64,
+    round_trip_until_us: AtomicI64,
     used: crate::meter::QuotaUse,
 }
 
@@ -127,6 +131,8 @@ impl AppLimiter {
             slots: tokio::sync::Mutex::new(VecDeque::new()),
             waiting: AtomicUsize::new(0),
             paused_until_us: AtomicI64::new(0),
+            round_trip_us: AtomicI64::new(0),
+            round_trip_until_us: AtomicI64::new(0),
             used: crate::meter::QuotaUse::new(appid, quota),
         }
     }
@@ -156,9 +162,13 @@ impl AppLimiter {
             let Some(&slot) = slots.front() else {
                 let k = (self.waiting.load(Ordering::Relaxed) as u32).clamp(1, self.lease_cap());
                 let (appid, spacing) = (&self.appid, self.spacing_us);
+                let own = Slack {
+                    round_trip_us: self.recent_round_trip_us(now),
+                    calls: self.calls,
+                };
                 let fresh = self
                     .budget
-                    .reserve(appid, k, spacing, self.window_us)
+                    .reserve(appid, k, spacing, self.window_us, own)
                     .await?;
                 slots.extend(fresh);
                 continue;
@@ -199,6 +209,26 @@ impl AppLimiter {
                 crate::meter::quota_slot_given_back("late_send");
                 Err(late)
             }
+        }
+    }
+
+    /// A call on one of our slots took `round_trip` from its send to its answer (or to its
+    /// timeout): WeChat may have counted it anywhere in between.
+    pub fn answered_after(&self, round_trip: Duration) {
+        let now = self.budget.clock().now_us();
+        let us = round_trip.as_micros().min(self.window_us as u128) as i64;
+        if us >= self.recent_round_trip_us(now) {
+            self.round_trip_us.store(us, Ordering::Relaxed);
+            self.round_trip_until_us
+                .store(now + 2 * self.window_us, Ordering::Relaxed);
+        }
+    }
+
+    fn recent_round_trip_us(&self, now_us: i64) -> i64 {
+        if self.round_trip_until_us.load(Ordering::Relaxed) > now_us {
+            self.round_trip_us.load(Ordering::Relaxed)
+        } else {
+            0
         }
     }
 

@@ -37,11 +37,12 @@ impl Exchanger {
         let Some(phone) = &req.phone else {
             return failure(-1, FailureReason::Unexpected);
         };
-        let err = match self
-            .wechat
+        let sent = std::time::Instant::now();
+        let answer = (self.wechat)
             .phone_number(&lent.token, code, &phone.openid)
-            .await
-        {
+            .await;
+        limiter.answered_after(sent.elapsed());
+        let err = match answer {
             Ok(info) => {
                 crate::meter::upstream_call(0);
                 if info.watermark_appid != *req.appid {

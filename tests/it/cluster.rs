@@ -3,7 +3,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use natsd::NatsServer;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 use wxlogin::{
@@ -17,37 +16,11 @@ use wxlogin_sim::{self as sim, SimApp, SimConfig};
 async fn a_three_node_cluster_loses_no_login_when_one_node_dies() {
     wxlogin::telemetry::init_with_default("error");
     let dir = tempfile::tempdir().unwrap();
-    let client_ports: Vec<u16> = (0..3).map(|_| crate::helpers::free_port()).collect();
-    let cluster_ports: Vec<u16> = (0..3).map(|_| crate::helpers::free_port()).collect();
-    let routes = cluster_ports
-        .iter()
-        .map(|p| format!("nats://127.0.0.1:{p}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let args: Vec<String> = [
-            "--server_name",
-            &format!("n{i}"),
-            "--cluster_name",
-            "wxlogin-test",
-            "--cluster",
-            &format!("nats://127.0.0.1:{}", cluster_ports[i]),
-            "--routes",
-            &routes,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let node = NatsServer::start_with_args(
-            &dir.path().join(format!("n{i}")),
-            Some(client_ports[i]),
-            &args,
-        )
+    let nodes = natsd::start_cluster(dir.path(), 3, "wxlogin-test")
         .await
         .unwrap();
-        nodes.push(Some(node));
-    }
+    let nats_url = natsd::urls(&nodes);
+    let mut nodes: Vec<_> = nodes.into_iter().map(Some).collect();
     let sim = sim::spawn(SimConfig {
         apps: vec![SimApp {
             appid: crate::helpers::APPID.into(),
@@ -63,11 +36,7 @@ async fn a_three_node_cluster_loses_no_login_when_one_node_dies() {
     .await
     .unwrap();
     let settings = Settings {
-        nats_url: client_ports
-            .iter()
-            .map(|p| format!("nats://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(","),
+        nats_url: nats_url.clone(),
         nats_prefix: "cluster".into(),
         nats_replicas: 3,
         database_url: format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display()),

@@ -48,6 +48,7 @@ mod topology;
 mod upsert;
 mod wechat_client;
 
+mod chaos;
 mod cluster;
 mod faults;
 mod leaks;

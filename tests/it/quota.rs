@@ -251,8 +251,11 @@ async fn leases_taken_after_a_pause_are_never_handed_out_again() {
     let (a, b) = (budget(&nats).await, budget(&nats).await);
     let (window_us, spacing_us) = (1_000_000, 100_000);
     a.pause(APPID, window_us).await.unwrap();
-    let first = a.reserve(APPID, 8, spacing_us, window_us).await.unwrap();
-    let second = b.reserve(APPID, 8, spacing_us, window_us).await.unwrap();
+    let none = wxlogin::exchange::budget::Slack::NONE;
+    let first = a.reserve(APPID, 8, spacing_us, window_us, none);
+    let first = first.await.unwrap();
+    let second = b.reserve(APPID, 8, spacing_us, window_us, none);
+    let second = second.await.unwrap();
     assert!(
         second[0] >= first[7] + spacing_us,
         "{first:?} then {second:?}"

@@ -1,6 +1,7 @@
 //! What the roles find in NATS: a durable consumer whose settings changed (an ack wait, say)
 //! is refused by the role that would use it, naming the difference, and `wxlogin migrate`
-//! (here its library half) brings it to the settings.
+//! (here its library half) brings it to the settings. The shortest lifetimes the settings
+//! allow make streams nats-server accepts.
 
 use std::time::Duration;
 
@@ -50,5 +51,34 @@ async fn a_changed_ack_wait_is_refused_by_the_worker_until_migrate_applies_it() 
     );
     stop.cancel();
     worker.await.unwrap().unwrap();
+    app.stop().await;
+}
+
+/// Found by the chaos run, which uses the shortest lifetimes: results kept for the settings'
+/// floor (code TTL + ack wait + 60 s, under the 2 min de-duplication window) made a results
+/// stream nats-server refused (10052), and `wxlogin migrate` retried it for 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_kept_for_the_shortest_age_the_settings_allow_make_a_valid_stream() {
+    let app = spawn_app(Options::new(Db::Sqlite)).await;
+    let mut short = app.settings.clone();
+    short.nats_prefix = format!("{}short", short.nats_prefix);
+    (short.code_ttl_secs, short.exchange_ack_wait_secs) = (10, 4);
+    short.results_max_age_secs = 74;
+    short.session_ttl_secs = 90;
+    let pipeline = tokio::time::timeout(Duration::from_secs(10), roles::migrate_nats(&short))
+        .await
+        .expect("migrate at once, no retries")
+        .unwrap();
+    let info = pipeline
+        .handles
+        .results
+        .clone()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(info.max_age, Duration::from_secs(74));
+    assert!(info.duplicate_window <= info.max_age);
     app.stop().await;
 }

@@ -158,8 +158,12 @@ impl Topology {
             storage: StorageType::File,
             num_replicas: self.replicas,
             // One result per code is enforced per subject (the ledger publishes with an
-            // expected last subject sequence of 0), not by a de-duplication window.
-            duplicate_window: Duration::from_secs(120),
+            // expected last subject sequence of 0), not by a de-duplication window; the
+            // server refuses a window longer than the age limit (a chaos run's short one).
+            duplicate_window: match self.results_max_age {
+                Duration::ZERO => Duration::from_secs(120),
+                age => age.min(Duration::from_secs(120)),
+            },
             // The ledger reads a code's result by its subject.
             allow_direct: true,
             // Each code has its own subject: without an age limit the stream (and the

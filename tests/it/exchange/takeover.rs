@@ -101,7 +101,13 @@ async fn a_step_whose_claim_was_taken_over_while_it_waited_for_quota_does_not_ca
     // Another worker holds the fleet's schedule for the next 3 s: our step waits for quota.
     rig.exchanger
         .budget
-        .reserve(APPID, 1, 3_000_000, 60_000_000)
+        .reserve(
+            APPID,
+            1,
+            3_000_000,
+            60_000_000,
+            wxlogin::exchange::budget::Slack::NONE,
+        )
         .await
         .unwrap();
     let ledger = rig.exchanger.ledger.clone();

@@ -97,11 +97,7 @@ impl Fleet {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         // Migrate once up front, as an operator would, so the roles start on a ready schema.
-        let migrated = spawn_role(&env, dir.path(), "migrate", 0)
-            .wait()
-            .await
-            .unwrap();
-        assert!(migrated.success(), "wxlogin migrate failed");
+        migrate(&env, dir.path()).await;
         let ingress = spawn_role(&env, dir.path(), "ingress", 0);
         let mut fleet = Fleet {
             api: format!("http://127.0.0.1:{port}"),
@@ -249,8 +245,14 @@ impl Fleet {
     }
 }
 
-fn spawn_role(env: &[(String, String)], dir: &std::path::Path, role: &str, i: usize) -> Child {
-    let log = std::fs::File::create(dir.join(format!("{role}-{i}.log"))).unwrap();
+/// A `wxlogin <role>` process with `env`, its stderr in `<dir>/<role>-<i>.log` (appended: a
+/// restarted process keeps writing to the same file), killed on drop.
+pub fn spawn_role(env: &[(String, String)], dir: &std::path::Path, role: &str, i: usize) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{role}-{i}.log")))
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_wxlogin"))
         .arg(role)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -260,6 +262,16 @@ fn spawn_role(env: &[(String, String)], dir: &std::path::Path, role: &str, i: us
         .kill_on_drop(true)
         .spawn()
         .expect("spawn wxlogin")
+}
+
+/// `wxlogin migrate` with `env` (the database and NATS), run to its end; panics if it fails.
+pub async fn migrate(env: &[(String, String)], dir: &std::path::Path) {
+    let migrated = spawn_role(env, dir, "migrate", 0).wait().await.unwrap();
+    assert!(
+        migrated.success(),
+        "wxlogin migrate failed; see {}",
+        dir.display()
+    );
 }
 
 /// Sends SIGTERM and waits for the process to exit; returns whether it exited cleanly.

@@ -1,8 +1,9 @@
 //! A delaying TCP proxy: every byte is forwarded, in order, `delay` after it arrived, each way,
 //! as if the other end were that far away (workers in another zone, an R3 leader election that
 //! stalls NATS). The delay can be changed while connections are open, so a test can slow NATS
-//! down in the middle of a load and speed it up again; chaos tests can reuse it for any TCP
-//! service (NATS, the database, the simulator).
+//! down in the middle of a load and speed it up again. It can also cut every connection and
+//! refuse new ones for a while ([`DelayProxy::cut`]): the chaos run's database outage, without
+//! touching the machine's shared PostgreSQL.
 
 use std::{
     sync::{
@@ -15,7 +16,7 @@ use std::{
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::mpsc,
+    sync::{mpsc, watch},
     time::Instant,
 };
 
@@ -23,6 +24,8 @@ use tokio::{
 pub struct DelayProxy {
     port: u16,
     delay_us: Arc<AtomicU64>,
+    /// Until when (ms on the proxy's own clock, 0: not) connections are cut and refused.
+    cut: watch::Sender<Option<Instant>>,
     accept: tokio::task::JoinHandle<()>,
 }
 
@@ -32,10 +35,15 @@ impl DelayProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let delay_us = Arc::new(AtomicU64::new(delay.as_micros() as u64));
+        let (cut, cut_rx) = watch::channel(None);
         let (target, shared) = (target.to_string(), delay_us.clone());
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (target, delay) = (target.clone(), shared.clone());
+                let (target, delay, mut cut) = (target.clone(), shared.clone(), cut_rx.clone());
+                let refusing = |until: &Option<Instant>| until.is_some_and(|u| Instant::now() < u);
+                if refusing(&cut.borrow_and_update()) {
+                    continue; // dropped: the client sees its connection closed at once
+                }
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&target).await else {
                         return;
@@ -43,15 +51,39 @@ impl DelayProxy {
                     let _ = (client.set_nodelay(true), server.set_nodelay(true));
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    tokio::join!(pump(cr, sw, delay.clone()), pump(sr, cw, delay));
+                    let both = async {
+                        tokio::join!(pump(cr, sw, delay.clone()), pump(sr, cw, delay));
+                    };
+                    // A cut drops both halves mid-stream, as a failed network or server would.
+                    tokio::select! {
+                        () = both => {}
+                        _ = cut.wait_for(|until| until.is_some()) => {}
+                    }
                 });
             }
         });
         DelayProxy {
             port,
             delay_us,
+            cut,
             accept,
         }
+    }
+
+    /// Cuts every open connection and refuses new ones for `down`.
+    pub fn cut(&self, down: Duration) {
+        self.cut.send_replace(Some(Instant::now() + down));
+        // Connections made after the outage are not cut by this one.
+        let cut = self.cut.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(down).await;
+            cut.send_replace(None);
+        });
+    }
+
+    /// The proxy's port (what a client connects to instead of the target's).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Bytes read from now on are forwarded this late (bytes already read keep their time).

@@ -208,7 +208,16 @@ async fn an_api_answer_sent_to_a_bucket_key_grants_nothing(db: Db) {
     );
     let budget = wxlogin::exchange::Budget::new(quota, wxlogin::clock::Clock::system());
     assert!(
-        budget.reserve(APPID, 1, 1_000, 1_000_000).await.is_err(),
+        budget
+            .reserve(
+                APPID,
+                1,
+                1_000,
+                1_000_000,
+                wxlogin::exchange::budget::Slack::NONE
+            )
+            .await
+            .is_err(),
         "an unreadable schedule hands out no slot"
     );
     app.stop().await;

@@ -32,6 +32,44 @@ async fn stats_count_calls_answers_and_repeated_codes_exactly() {
     assert_eq!(s.users["alice"].calls, 4);
     assert_eq!(s.users["alice"].by_errcode.get(&40163), Some(&2));
     assert_eq!(s.users["alice"].window_secs, 60.0);
+    assert_eq!(s.storm_45011, 0);
+
+    // Which codes those were, and when each validation happened.
+    let repeated = sim.ctl.repeated_codes().await.unwrap();
+    assert_eq!(repeated.len(), 1, "{repeated:?}");
+    assert_eq!(
+        (repeated[0].code.as_str(), repeated[0].user.as_str()),
+        (twice.as_str(), "alice")
+    );
+    let at = &repeated[0].validated_at_ms;
+    assert_eq!(at.len(), 3);
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
+    sim.ctl.reset().await.unwrap();
+    assert!(
+        sim.ctl.repeated_codes().await.unwrap().is_empty(),
+        "a reset starts over"
+    );
+}
+
+#[tokio::test]
+async fn a_storms_45011_answers_are_counted_apart_from_the_quotas() {
+    let sim = start(SimConfig::demo()).await;
+    sim.ctl
+        .set_faults(&Faults {
+            storm_45011_secs: 60.0,
+            ..Faults::default()
+        })
+        .await
+        .unwrap();
+    let code = sim.mint("alice").await;
+    assert_eq!(sim.demo(&code).await.errcode(), 45011);
+    assert_eq!(sim.demo(&code).await.errcode(), 45011);
+    let s = sim.ctl.stats().await.unwrap();
+    assert_eq!((s.by_errcode.get(&45011), s.storm_45011), (Some(&2), 2));
+    assert!(
+        sim.ctl.repeated_codes().await.unwrap().is_empty(),
+        "a storm validates no code"
+    );
 }
 
 #[tokio::test]

@@ -238,6 +238,58 @@ impl NatsServer {
     }
 }
 
+/// A JetStream cluster of `nodes` servers on loopback, each on a free port with a store under
+/// `dir/n{i}`, routed to each other as cluster `name`. The servers listen when this returns; the
+/// cluster elects its JetStream leader a few seconds later (`wxlogin` waits for it).
+pub async fn start_cluster(
+    dir: &Path,
+    nodes: usize,
+    name: &str,
+) -> Result<Vec<NatsServer>, NatsdError> {
+    let free_port = || -> Result<u16, NatsdError> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| NatsdError::Start(e.to_string()))?;
+        Ok(l.local_addr()
+            .map_err(|e| NatsdError::Start(e.to_string()))?
+            .port())
+    };
+    let client = (0..nodes)
+        .map(|_| free_port())
+        .collect::<Result<Vec<_>, _>>()?;
+    let cluster = (0..nodes)
+        .map(|_| free_port())
+        .collect::<Result<Vec<_>, _>>()?;
+    let routes = (cluster.iter())
+        .map(|p| format!("nats://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut servers = Vec::new();
+    for i in 0..nodes {
+        let args = [
+            "--server_name".to_string(),
+            format!("n{i}"),
+            "--cluster_name".into(),
+            name.into(),
+            "--cluster".into(),
+            format!("nats://127.0.0.1:{}", cluster[i]),
+            "--routes".into(),
+            routes.clone(),
+        ];
+        let store = dir.join(format!("n{i}"));
+        servers.push(NatsServer::start_with_args(&store, Some(client[i]), &args).await?);
+    }
+    Ok(servers)
+}
+
+/// The client URLs of `servers`, comma-separated, as `WXLOGIN_NATS_URL` takes them.
+pub fn urls(servers: &[NatsServer]) -> String {
+    servers
+        .iter()
+        .map(NatsServer::url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn read_port(dir: &Path) -> Option<u16> {
     std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
         let text = std::fs::read_to_string(entry.path()).ok()?;

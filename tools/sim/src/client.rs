@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 
-use super::{Endpoint, Faults, MintedPhone, ScriptedAnswer, SimSession, SimStats, UserInfo};
+use super::{
+    Endpoint, Faults, MintedPhone, RepeatedCode, ScriptedAnswer, SimSession, SimStats, UserInfo,
+};
 use crate::quota::Quota;
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +175,11 @@ impl SimControl {
 
     pub async fn stats(&self) -> Result<SimStats, SimControlError> {
         self.get("/sim/stats").await
+    }
+
+    /// The codes that reached code validation more than once since the last reset, with when.
+    pub async fn repeated_codes(&self) -> Result<Vec<RepeatedCode>, SimControlError> {
+        self.get("/sim/codes/repeated").await
     }
 
     /// Clears stats, faults and scripts.

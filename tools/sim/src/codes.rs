@@ -9,6 +9,7 @@ use std::{
 };
 
 use super::identity;
+use crate::wire::RepeatedCode;
 
 /// Expired codes are still remembered this long, so that a late presentation is answered and
 /// counted as the same code; after that they are forgotten.
@@ -38,6 +39,8 @@ pub(crate) struct Code {
     pub(crate) validated: u32,
     /// Already counted in `codes_exchanged_more_than_once`.
     pub(crate) reuse_counted: bool,
+    /// When each validation happened (Unix ms): what a chaos run matches against its faults.
+    validated_at_ms: Vec<u64>,
 }
 
 impl Code {
@@ -48,9 +51,23 @@ impl Code {
             self.carried = 0;
             self.validated = 0;
             self.reuse_counted = false;
+            self.validated_at_ms.clear();
         }
         self
     }
+
+    /// One more call reached code validation with this code; returns how many did.
+    pub(crate) fn validate(&mut self) -> u32 {
+        self.validated += 1;
+        self.validated_at_ms.push(unix_ms());
+        self.validated
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +107,7 @@ impl Codes {
             carried: 0,
             validated: 0,
             reuse_counted: false,
+            validated_at_ms: Vec::new(),
         };
         self.map.insert(code.clone(), entry);
         self.expiry.push_back((expires_at, code.clone()));
@@ -105,6 +123,20 @@ impl Codes {
                 self.map.remove(&code);
             }
         }
+    }
+
+    /// The codes that reached code validation more than once (in this stats epoch).
+    pub(crate) fn repeated(&self, epoch: u64) -> Vec<RepeatedCode> {
+        let mut out: Vec<RepeatedCode> = (self.map.iter())
+            .filter(|(_, c)| c.epoch == epoch && c.validated > 1)
+            .map(|(code, c)| RepeatedCode {
+                code: code.clone(),
+                user: c.user.to_string(),
+                validated_at_ms: c.validated_at_ms.clone(),
+            })
+            .collect();
+        out.sort_by_key(|r| r.validated_at_ms.first().copied());
+        out
     }
 
     pub(crate) fn clear(&mut self) {

@@ -93,6 +93,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/sim/session", post(session))
         .route("/sim/script", post(script))
         .route("/sim/stats", get(stats))
+        .route("/sim/codes/repeated", get(repeated_codes))
         .route("/sim/reset", post(reset))
         .merge(crate::apis::control_routes())
 }
@@ -306,6 +307,11 @@ async fn script(
 
 async fn stats(State(s): State<Arc<Shared>>) -> Json<SimStats> {
     Json(s.lock().stats())
+}
+
+async fn repeated_codes(State(s): State<Arc<Shared>>) -> Json<Vec<crate::wire::RepeatedCode>> {
+    let state = s.lock();
+    Json(state.codes.repeated(state.epoch))
 }
 
 #[derive(Deserialize)]

@@ -58,7 +58,7 @@ pub use client::{SimControl, SimControlError};
 pub use config::{DEMO_APPID, DEMO_SECRET, Faults, SimApp, SimAppParseError, SimConfig};
 pub use quota::Quota;
 pub use stats::{EntityStats, SimStats};
-pub use wire::{MintedPhone, ScriptedAnswer, SimSession, UserInfo};
+pub use wire::{MintedPhone, RepeatedCode, ScriptedAnswer, SimSession, UserInfo};
 
 /// Control bodies are tiny; anything bigger is a mistake (413).
 const CONTROL_BODY_LIMIT: usize = 64 * 1024;

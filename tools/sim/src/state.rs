@@ -83,14 +83,14 @@ pub(crate) struct State {
     pub(crate) apps: Vec<App>,
     pub(crate) app_index: HashMap<String, usize>,
     users: HashMap<Arc<str>, Counters>,
-    codes: Codes,
+    pub(crate) codes: Codes,
     pub(crate) faults: Faults,
     storm_until: Option<Instant>,
     app_quota: Option<Quota>,
     user_quota: Option<Quota>,
     scripts: VecDeque<ScriptedAnswer>,
     totals: Totals,
-    epoch: u64,
+    pub(crate) epoch: u64,
     /// The access-token APIs (`crate::apis`); code2Session never touches them.
     pub(crate) apis: ApiState,
 }
@@ -216,6 +216,7 @@ impl State {
             return err(40125);
         }
         if self.storm_until.is_some_and(|until| now < until) {
+            self.totals.storm_45011 += 1;
             return err(45011);
         }
         if self
@@ -231,8 +232,7 @@ impl State {
             return err(40029);
         };
         let code = code.sync_epoch(self.epoch);
-        code.validated += 1;
-        if code.validated == 2 {
+        if code.validate() == 2 {
             self.totals.codes_presented_more_than_once += 1;
         }
         if code.state == CodeState::Exchanged && !code.reuse_counted {

@@ -109,6 +109,7 @@ pub(crate) struct Totals {
     pub(crate) codes_minted: u64,
     pub(crate) codes_presented_more_than_once: u64,
     pub(crate) codes_exchanged_more_than_once: u64,
+    pub(crate) storm_45011: u64,
     /// `calls_per_code[k]` = number of codes carried by exactly `k` calls so far.
     pub(crate) calls_per_code: HashMap<u32, u64>,
 }
@@ -145,6 +146,10 @@ pub struct SimStats {
     pub codes_presented_more_than_once: u64,
     /// Minted codes that reached code validation again after a successful exchange.
     pub codes_exchanged_more_than_once: u64,
+    /// 45011 answers of an injected storm (also counted in `by_errcode`): the rest of
+    /// `by_errcode[45011]` are the quota's own.
+    #[serde(default)]
+    pub storm_45011: u64,
     /// Number of calls carrying a code (any answer) → number of minted codes carried that often.
     pub calls_per_code: BTreeMap<u32, u64>,
     pub apps: BTreeMap<String, EntityStats>,
@@ -178,6 +183,7 @@ impl SimStats {
             codes_minted: t.codes_minted,
             codes_presented_more_than_once: t.codes_presented_more_than_once,
             codes_exchanged_more_than_once: t.codes_exchanged_more_than_once,
+            storm_45011: t.storm_45011,
             calls_per_code: t.calls_per_code.iter().map(|(&k, &v)| (k, v)).collect(),
             apps: BTreeMap::new(),
             users: BTreeMap::new(),

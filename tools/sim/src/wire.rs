@@ -62,3 +62,12 @@ pub struct MintedPhone {
     pub pure_phone_number: String,
     pub country_code: String,
 }
+
+/// A code that reached WeChat's code validation more than once (`GET /sim/codes/repeated`):
+/// the minted code, its user, and when each validation happened (Unix milliseconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepeatedCode {
+    pub code: String,
+    pub user: String,
+    pub validated_at_ms: Vec<u64>,
+}
