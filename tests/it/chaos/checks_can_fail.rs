@@ -107,7 +107,8 @@ fn a_code_sent_twice_is_a_violation_unless_a_crash_lies_between() {
         started_at: 1_005,
         ended_at: 2_005,
     };
-    let (bad, explained) = check::codes_sent_once(&repeated, &[crash.clone()], &results, P);
+    let (bad, explained) =
+        check::codes_sent_once(&repeated, std::slice::from_ref(&crash), &results, P);
     assert!(bad.is_empty());
     assert_eq!(explained.len(), 1);
     // A crash does not explain a call after the code's TTL (no worker sends one that old)...
