@@ -208,7 +208,10 @@ impl Exchanger {
                 Some(_) if self.draining.is_cancelled() && !ambiguous => {
                     return Err(Stopped::GiveBack);
                 }
-                Some(_) => match self.tokens.token(&req.appid).await {
+                Some(_) => match (self.tokens)
+                    .token_except(&req.appid, phone_attempts.rejected.as_ref())
+                    .await
+                {
                     Ok(lent) => Some(lent),
                     Err(token::TokenError::Refused { errcode }) => {
                         return Ok((failure(errcode, FailureReason::Misconfigured), calls));

@@ -20,6 +20,8 @@ use crate::{
 pub(super) struct PhoneAttempts {
     /// A token error was answered by a re-send with the next token: a second one ends it.
     pub(super) token_resent: bool,
+    /// The token WeChat refused: the re-send never takes it again.
+    pub(super) rejected: Option<crate::wechat::AccessToken>,
 }
 
 impl Exchanger {
@@ -72,6 +74,7 @@ impl Exchanger {
         match (&err, err.class()) {
             (ApiError::TokenRejected { .. }, _) => {
                 self.tokens.rejected(&req.appid, lent).await;
+                state.rejected = Some(lent.token.clone());
                 if std::mem::replace(&mut state.token_resent, true) {
                     tracing::error!(
                         errcode = err.errcode(),

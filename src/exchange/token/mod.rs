@@ -149,8 +149,21 @@ impl AccessTokens {
     /// The appid's current token: from this process's copy while it is not due, else from the
     /// bucket, fetched by whoever holds the lease when the bucket has none usable.
     pub async fn token(&self, appid: &AppId) -> Result<Lent, TokenError> {
+        self.token_except(appid, None).await
+    }
+
+    /// Like [`AccessTokens::token`], but never `rejected`: the token WeChat refused for the call
+    /// being retried. A read that began before that token was dropped can put it back in this
+    /// process's copy (or a slow writer in the bucket), and a retry with it is refused again;
+    /// then it is dropped again here and the next one waited for or fetched.
+    pub async fn token_except(
+        &self,
+        appid: &AppId,
+        rejected: Option<&AccessToken>,
+    ) -> Result<Lent, TokenError> {
         let ahead = self.refresh_ahead.as_millis() as i64;
-        if let Some(c) = self.cached(appid) {
+        let not_rejected = |lent: &Lent| rejected.is_none_or(|r| lent.token != *r);
+        if let Some(c) = self.cached(appid).filter(|c| not_rejected(&c.lent)) {
             let now = self.clock.now_ms();
             let rec = TokenRecord {
                 expires_at_ms: c.expires_at_ms,
@@ -170,6 +183,14 @@ impl AccessTokens {
                 true => self.lend(appid, &rec, revision),
                 false => None,
             };
+            if let Some(lent) = current.as_ref().filter(|l| !not_rejected(l)) {
+                self.rejected(appid, lent).await;
+                if started.elapsed() > WAIT_MAX {
+                    return Err(TokenError::Unavailable("the rejected token stays".into()));
+                }
+                tokio::time::sleep(WAIT_POLL).await;
+                continue;
+            }
             if let Some(lent) = &current
                 && !rec.due(now, ahead)
             {

@@ -189,3 +189,61 @@ async fn a_token_is_refreshed_ahead_of_expiry_and_a_refused_refresh_is_not_retri
     );
     app.stop().await;
 }
+
+/// Found under load in CI (the three-worker test above, about one run in four with other tests
+/// beside it): a call's token was refused, dropped, and the re-send got the same token again —
+/// a read begun before the drop had put it back in the process's copy — so WeChat refused it a
+/// second time and the phone exchange ended as misconfigured. Here a slow writer puts the
+/// refused token back in the bucket: a plain read lends it again, the re-send's never does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_after_a_refused_token_never_takes_that_token_again_even_if_it_comes_back() {
+    use wxlogin::wechat::{ClientOptions, WechatClient};
+    let app = spawn_app(Options::new(Db::Sqlite)).await;
+    let kv = (app.js().await)
+        .get_key_value(app.topology().tokens_bucket())
+        .await
+        .unwrap();
+    let wechat = WechatClient::new(ClientOptions {
+        base_url: app.sim.base_url(),
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let secret = secrecy::SecretString::from(crate::helpers::SECRET.to_string());
+    let tokens = wxlogin::exchange::AccessTokens::new(
+        kv.clone(),
+        wechat.clone(),
+        [(AppId::from(APPID), secret)].into(),
+        std::sync::Arc::new(app.settings.keyring().unwrap().unwrap()),
+        wxlogin::clock::Clock::system(),
+        Duration::from_secs(240),
+    );
+    let appid = AppId::from(APPID);
+    let first = tokens.token(&appid).await.unwrap();
+    let before = kv
+        .get(APPID)
+        .await
+        .unwrap()
+        .expect("the record of the first token");
+    assert!(app.control.revoke_tokens(APPID).await.unwrap() >= 1);
+    tokens.rejected(&appid, &first).await;
+    kv.put(APPID, before).await.unwrap(); // the slow writer
+    assert_eq!(
+        tokens.token(&appid).await.unwrap().token,
+        first.token,
+        "a plain read lends what the bucket holds"
+    );
+    let next = tokens
+        .token_except(&appid, Some(&first.token))
+        .await
+        .unwrap();
+    assert_ne!(next.token, first.token, "the refused token, again");
+    // And WeChat takes the new one.
+    let phone = app.control.mint_phone_code(APPID, "alice").await.unwrap();
+    assert!(
+        wechat
+            .phone_number(&next.token, &phone.code, "")
+            .await
+            .is_ok()
+    );
+    app.stop().await;
+}
