@@ -20,8 +20,7 @@ pub enum TopologyError {
         what: String,
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A role found the topology missing or unreadable: only `wxlogin migrate` (the admin
-    /// identity) makes it.
+    /// A role found the topology missing or unreadable: only `wxlogin migrate` (admin) makes it.
     #[error("cannot find {what} ({source}): run `wxlogin migrate` as the admin identity first")]
     Missing {
         what: String,
@@ -121,8 +120,7 @@ impl Topology {
         format!("{}_tokens", self.prefix)
     }
 
-    /// A code's record must outlive every way it could still reach WeChat: its TTL plus the
-    /// time a redelivered message may wait.
+    /// A code's record outlives every way it could still reach WeChat: TTL + redelivery wait.
     pub fn ledger_max_age(&self) -> Duration {
         self.code_ttl + self.exchange_ack_wait + Duration::from_secs(60)
     }
@@ -157,9 +155,8 @@ impl Topology {
             retention: RetentionPolicy::Limits,
             storage: StorageType::File,
             num_replicas: self.replicas,
-            // One result per code is enforced per subject (the ledger publishes with an
-            // expected last subject sequence of 0), not by a de-duplication window; the
-            // server refuses a window longer than the age limit (a chaos run's short one).
+            // One result per code is enforced per subject (the ledger publishes with an expected
+            // last subject sequence of 0), not by this window; it may not exceed the age limit.
             duplicate_window: match self.results_max_age {
                 Duration::ZERO => Duration::from_secs(120),
                 age => age.min(Duration::from_secs(120)),

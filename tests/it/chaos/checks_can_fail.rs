@@ -94,7 +94,7 @@ fn a_code_sent_twice_is_a_violation_unless_a_crash_lies_between() {
         validated_at_ms: vec![1_000, 5_000],
     }];
     let results = Results::made(P, &[("c1", 1_010, success("o"))]);
-    let (bad, _) = check::codes_sent_once(&repeated, &[], &results, P);
+    let (bad, _) = check::codes_sent_once(&repeated, &[], &results, P, 1);
     assert_eq!(bad.len(), 1);
     let crash = Inflicted {
         fault: Fault::Process {
@@ -108,7 +108,7 @@ fn a_code_sent_twice_is_a_violation_unless_a_crash_lies_between() {
         ended_at: 2_005,
     };
     let (bad, explained) =
-        check::codes_sent_once(&repeated, std::slice::from_ref(&crash), &results, P);
+        check::codes_sent_once(&repeated, std::slice::from_ref(&crash), &results, P, 1);
     assert!(bad.is_empty());
     assert_eq!(explained.len(), 1);
     // A crash does not explain a call after the code's TTL (no worker sends one that old)...
@@ -116,14 +116,14 @@ fn a_code_sent_twice_is_a_violation_unless_a_crash_lies_between() {
         validated_at_ms: vec![1_000, 30_000],
         ..repeated[0].clone()
     }];
-    let (bad, _) = check::codes_sent_once(&late, &[crash], &results, P);
+    let (bad, _) = check::codes_sent_once(&late, &[crash], &results, P, 1);
     assert_eq!(bad.len(), 1);
     // ...and a call after the code's result aged out is no longer covered by the promise.
     let aged = [RepeatedCode {
         validated_at_ms: vec![1_000, 200_000],
         ..repeated[0].clone()
     }];
-    let (bad, explained) = check::codes_sent_once(&aged, &[], &results, P);
+    let (bad, explained) = check::codes_sent_once(&aged, &[], &results, P, 1);
     assert!(bad.is_empty() && explained.len() == 1, "{bad:?}");
 }
 

@@ -145,7 +145,13 @@ async fn judge(
             copy.missed
         ));
     }
-    let (repeats, explained) = check::codes_sent_once(&repeated, inflicted, &results, &prefix);
+    let (repeats, explained) = check::codes_sent_once(
+        &repeated,
+        inflicted,
+        &results,
+        &prefix,
+        plan.shape.nats_nodes,
+    );
     bad.extend(repeats);
     bad.extend(check::one_user_per_token(
         &history, &openids, &results, &prefix,

@@ -264,7 +264,7 @@ impl World {
         }
     }
 
-    /// Every log the processes wrote (nats-servers' included), for the secrets check.
+    /// Every log the wxlogin processes wrote, for the secrets check (nats-server's go nowhere).
     pub fn logs(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let mut dirs = vec![self.dir.path().to_path_buf()];
