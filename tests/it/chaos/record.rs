@@ -33,24 +33,32 @@ pub fn topology(prefix: &str) -> Topology {
     })
 }
 
-/// Copies what the stream holds past what was copied already; `Err` on any NATS trouble.
-pub async fn catch_up(url: &str, prefix: &str, into: &Shared) -> Result<(), String> {
+/// One connection for the whole run (async-nats reconnects it through restarts): `url` is one
+/// server or a cluster's comma-separated list.
+pub async fn connect(url: &str) -> Result<async_nats::jetstream::Context, String> {
+    let servers = (url.split(','))
+        .map(|u| {
+            u.parse::<async_nats::ServerAddr>()
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(2))
-        .connect(
-            url.split(',')
-                .map(|u| {
-                    u.parse::<async_nats::ServerAddr>()
-                        .map_err(|e| e.to_string())
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        )
+        .connect(servers)
         .await
         .map_err(|e| e.to_string())?;
-    let js = async_nats::jetstream::new(client);
+    Ok(async_nats::jetstream::new(client))
+}
+
+/// Copies what the stream holds past what was copied already; `Err` on any NATS trouble.
+pub async fn catch_up(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+    into: &Shared,
+) -> Result<(), String> {
     let topology = topology(prefix);
     let from = into.lock().unwrap().next.max(1);
-    let mut history = History::open(&js, &topology, ReplayFrom::Sequence(from))
+    let mut history = History::open(js, &topology, ReplayFrom::Sequence(from))
         .await
         .map_err(|e| e.to_string())?;
     if history.last < from {
@@ -86,9 +94,15 @@ pub async fn follow(
     into: Shared,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    let mut js = None;
     while !stop.is_cancelled() {
+        if js.is_none() {
+            js = connect(&url).await.ok();
+        }
         // nats-server down or electing a leader: try again shortly.
-        let _ = catch_up(&url, &prefix, &into).await;
+        if let Some(js) = &js {
+            let _ = catch_up(js, &prefix, &into).await;
+        }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(300)) => {}
             () = stop.cancelled() => {}

@@ -172,8 +172,14 @@ async fn judge(
 /// has it), or says it never did.
 async fn wait_for_upserts(world: &World, copy: &record::Shared, prefix: &str) -> Vec<String> {
     let deadline = now_ms() + 60_000;
+    let mut js = None;
     loop {
-        let _ = record::catch_up(&world.nats_direct, prefix, copy).await;
+        if js.is_none() {
+            js = record::connect(&world.nats_direct).await.ok();
+        }
+        if let Some(js) = &js {
+            let _ = record::catch_up(js, prefix, copy).await;
+        }
         let expected: i64 = check::Results::of(&copy.lock().unwrap())
             .successes()
             .values()
