@@ -22,6 +22,7 @@ async fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(50_000);
     let nats = NatsServer::start_temporary().await.expect("nats-server");
+    let rss_empty = rss_mib(nats.pid());
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let topology = Topology::from_settings(&wxlogin::settings::Settings {
         nats_prefix: "bench".into(),
@@ -38,7 +39,7 @@ async fn main() {
             v: LOGIN_RESULT_V1,
             login_id: format!("l{i}").into(),
             appid: appid.into(),
-            code_key: format!("k{i}").into(),
+            code_key: wxlogin::contract::CodeKey::of(&appid.into(), &format!("code{i}")),
             received_at_ms: wxlogin::clock::Clock::system().now_ms(),
             finished_at_ms: wxlogin::clock::Clock::system().now_ms(),
             upstream_calls: 1,
@@ -69,6 +70,15 @@ async fn main() {
     println!(
         "published {n} result events in {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+    // What the server holds for retained results, one subject per code (issue 18's sizing):
+    // its resident memory with the stream empty and with the n subjects, once the publishing's
+    // garbage had a few collections' time to go (Go's default GOGC, as `wxlogin up` runs it).
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let rss_full = rss_mib(nats.pid());
+    println!(
+        "nats-server VmRSS: {rss_empty:.0} MiB with the stream empty, {rss_full:.0} MiB with {n} retained result subjects ({:.0} bytes each)",
+        (rss_full - rss_empty) * 1024.0 * 1024.0 / n as f64
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -159,4 +169,16 @@ async fn run(name: &str, source: &Source<'_>, url: &str, n: u64) {
             stats.events as f64 / secs
         );
     }
+}
+
+/// The process's resident memory (VmRSS) in MiB; 0 if it cannot be read.
+fn rss_mib(pid: Option<u32>) -> f64 {
+    let status = pid
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
 }

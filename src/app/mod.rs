@@ -91,6 +91,9 @@ pub enum Command {
     Openapi,
     /// Drive logins against an ingress and report throughput, latency and memory.
     Bench(wxlogin_bench::BenchArgs),
+    /// The simplest NATS login pipeline, which `wxlogin bench` runs as its reference.
+    #[command(hide = true)]
+    BenchReference(wxlogin_bench::reference::ReferenceArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +149,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         wxlogin_bench::run(args).await?;
         return Ok(());
     }
+    if let Command::BenchReference(args) = cli.command {
+        return wxlogin_bench::reference::serve(args).await;
+    }
     let mut settings = Settings::load(cli.config.as_deref())?;
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
@@ -184,7 +190,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Nats(command) => nats_auth::run(&settings, command),
         Command::Token(command) => token::run(&settings, command).await,
         Command::SessionKey(command) => session_key::run(&settings, command).await,
-        Command::Sim(_) | Command::GenKey | Command::Openapi | Command::Bench(_) => {
+        Command::Sim(_)
+        | Command::GenKey
+        | Command::Openapi
+        | Command::Bench(_)
+        | Command::BenchReference(_) => {
             unreachable!("handled above")
         }
     }

@@ -165,3 +165,59 @@ async fn login(http: &reqwest::Client, api: &str, code: &str) -> (String, i64) {
         Err(_) => ("refused".into(), 0),
     }
 }
+
+/// A direct get may stand for the leader's read only where nothing but the leader can answer it:
+/// on a lone server. On a cluster even one-replica streams and buckets keep the API read (they
+/// can be scaled up or moved while the processes run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarantee_reads_are_direct_gets_on_a_lone_server_and_leader_reads_on_a_cluster() {
+    use wxlogin::contract::{leader::direct_is_leader, topology::Topology};
+    let topology = |replicas| {
+        Topology::from_settings(&Settings {
+            nats_replicas: replicas,
+            ..Settings::default()
+        })
+    };
+    let lone = natsd::NatsServer::start_temporary().await.unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(lone.url()).await.unwrap());
+    topology(1).ensure(&js).await.unwrap();
+    let on_lone = topology(1).bind(&js).await.unwrap();
+    eprintln!(
+        "CLUSTER-DEBUG lone: {:?}",
+        on_lone.results.cached_info().cluster
+    );
+    assert!(direct_is_leader(on_lone.results.cached_info()));
+    assert!(direct_is_leader(on_lone.sessions.stream.cached_info()));
+    assert!(direct_is_leader(on_lone.ledger.stream.cached_info()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = natsd::start_cluster(dir.path(), 3, "wxlogin-leader")
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(async_nats::connect(nodes[0].url()).await.unwrap());
+    for replicas in [1, 3] {
+        let t = topology(replicas);
+        // (A new cluster answers JetStream requests once it has elected its meta leader.)
+        let mut tries = 0;
+        while let Err(e) = t.ensure(&js).await {
+            tries += 1;
+            assert!(tries < 30, "the cluster never took the topology: {e}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let bound = t.bind(&js).await.unwrap();
+        eprintln!(
+            "CLUSTER-DEBUG {replicas}: {:?}",
+            bound.results.cached_info().cluster
+        );
+        for (what, info) in [
+            ("results", bound.results.cached_info()),
+            ("sessions", bound.sessions.stream.cached_info()),
+            ("ledger", bound.ledger.stream.cached_info()),
+        ] {
+            assert!(
+                !direct_is_leader(info),
+                "{what} with {replicas} replica(s) on a cluster must be read from its leader"
+            );
+        }
+    }
+}

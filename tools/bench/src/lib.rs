@@ -14,8 +14,10 @@ mod chart;
 mod load;
 mod memory;
 pub mod miniprogram;
+pub mod reference;
 mod report;
 mod spawn;
+pub mod traffic;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -94,6 +96,10 @@ pub struct BenchArgs {
     /// Skip the bare-JetStream comparison run.
     #[arg(long)]
     pub no_bare: bool,
+    /// With --spawn: skip the reference run (the simplest NATS pipeline under the same load,
+    /// right after wxlogin's, on the same nats-server and simulator).
+    #[arg(long)]
+    pub no_reference: bool,
     /// Start a temporary nats-server, a simulator (0 ms latency, no quota) and `wxlogin up`
     /// (temporary SQLite), and drive those.
     #[arg(long)]
@@ -154,7 +160,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         bail!("--users must be at least 1");
     }
     let mut roles = std::collections::BTreeMap::new();
-    let (api, sim_url, mut pids, spawned) = if args.spawn {
+    let (api, sim_url, mut pids, mut spawned) = if args.spawn {
         if args.workers == Some(0) {
             bail!("--workers must be at least 1");
         }
@@ -212,6 +218,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         mode,
         until,
         warmup: args.warmup,
+        nats_monitor: spawned.as_ref().and_then(|s| s.nats_monitor()),
     };
     let result = load::drive(&plan, &control, &pids).await;
     let after = control.stats().await;
@@ -255,6 +262,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             Err(e) => eprintln!("cannot read the upserter's backlog: {e:#}"),
         }
     }
+    if let (Some(s), false) = (spawned.as_mut(), args.no_reference) {
+        match reference_run(s, &plan, &control, own).await {
+            Ok(r) => report.set_reference(r),
+            Err(e) => eprintln!("the reference run failed: {e:#}"),
+        }
+    }
     if let (Some(url), false) = (nats_url, args.no_bare) {
         // The same number of logins (at least 2,000) and the same number of chains at once
         // as the pipeline run.
@@ -283,6 +296,36 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(report)
+}
+
+/// The same load against the simplest NATS pipeline ([`reference`]), with wxlogin stopped.
+async fn reference_run(
+    s: &mut spawn::Spawned,
+    plan: &load::Plan,
+    control: &SimControl,
+    own: u32,
+) -> anyhow::Result<Report> {
+    s.stop_wxlogin().await;
+    let (api, pid) = s.start_reference().await?;
+    eprintln!("reference: the simplest NATS pipeline (pid {pid}) on {api}, same load…");
+    let mut roles = std::collections::BTreeMap::new();
+    roles.insert(pid, "reference".to_owned());
+    roles.insert(own, "bench+simulator".to_owned());
+    let mut pids = vec![pid, own];
+    for (role, pid) in s.pids() {
+        if role == "nats-server" {
+            roles.insert(pid, role);
+            pids.push(pid);
+        }
+    }
+    let plan = load::Plan {
+        api,
+        ..plan.clone()
+    };
+    let before = control.stats().await?;
+    let outcome = load::drive(&plan, control, &pids).await?;
+    let after = control.stats().await?;
+    Ok(Report::new(&plan, outcome, &before, &after, &roles))
 }
 
 /// Stops what was spawned, keeping its log tail in the error.

@@ -19,6 +19,7 @@ use super::{
     Mode, Until,
     memory::{cpu_now, sample_memory, sample_once},
     miniprogram::MiniProgram,
+    traffic::{Counters, snapshot},
 };
 use wxlogin_sim::SimControl;
 
@@ -32,6 +33,8 @@ pub(crate) struct Plan {
     pub until: Until,
     /// Run the load this long first without measuring it (connections open, caches fill).
     pub warmup: Duration,
+    /// nats-server's monitoring endpoint, to read its message counters over the measurement.
+    pub nats_monitor: Option<String>,
 }
 
 /// Codes per `/sim/login/batch` call: stays inside its 64 KiB body limit with our user names.
@@ -61,6 +64,8 @@ pub(crate) struct Measured {
     pub memory: BTreeMap<u32, [u64; 4]>,
     /// pid → CPU seconds (user + system) used during the measurement (after the warm-up).
     pub cpu: BTreeMap<u32, f64>,
+    /// nats-server's counters when the measurement started and when it ended.
+    pub nats: Option<(Counters, Counters)>,
 }
 
 pub(super) struct Collector {
@@ -90,6 +95,7 @@ impl Measured {
             per_second: Vec::new(),
             memory: BTreeMap::new(),
             cpu: BTreeMap::new(),
+            nats: None,
         }
     }
 }
@@ -224,6 +230,12 @@ pub(crate) async fn drive(
             cpu_now(&pids)
         })
     };
+    let nats_at_start = plan.nats_monitor.clone().map(|monitor| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from).await;
+            snapshot(&monitor).await
+        })
+    });
     let deadline = match plan.until {
         Until::Elapsed(d) => Some(measure_from + d),
         Until::Count(_) => None,
@@ -239,7 +251,15 @@ pub(crate) async fn drive(
     };
     let elapsed = measure_from.elapsed();
     let cpu_at_end = cpu_now(pids);
+    let nats_at_end = match &plan.nats_monitor {
+        Some(monitor) => snapshot(monitor).await,
+        None => None,
+    };
     let cpu_at_start = cpu_at_start.await.unwrap_or_default();
+    let nats_at_start = match nats_at_start {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
     if let Some(m) = minter {
         m.abort();
     }
@@ -254,6 +274,7 @@ pub(crate) async fn drive(
         .filter_map(|(pid, end)| Some((*pid, end - cpu_at_start.get(pid)?)))
         .collect();
     c.m.not_sent = not_sent;
+    c.m.nats = nats_at_start.zip(nats_at_end);
     Ok(std::mem::replace(&mut c.m, Measured::empty()))
 }
 

@@ -39,6 +39,8 @@ pub(crate) struct Spawned {
     children: Vec<(String, Child)>,
     api: String,
     dir: tempfile::TempDir,
+    appid: String,
+    secret: String,
 }
 
 impl Spawned {
@@ -49,7 +51,9 @@ impl Spawned {
             .iter()
             .map(|g| ("GOGC", g.as_str()))
             .collect();
-        let nats = NatsServer::start_temporary_with_env(&env)
+        // Monitoring on a random port: the bench reads the server's own message counters.
+        let monitoring = ["-m".to_owned(), "-1".to_owned()];
+        let nats = NatsServer::start_temporary_with(&env, &monitoring)
             .await
             .context("cannot start nats-server")?;
         let app = SimApp {
@@ -80,7 +84,7 @@ impl Spawned {
             ("WXLOGIN_DATABASE_URL", db),
             ("WXLOGIN_HTTP_ADDR", http_addr.to_string()),
             ("WXLOGIN_WECHAT_BASE_URL", sim.base_url()),
-            ("WXLOGIN_APPS", format!("{appid}={secret}")),
+            ("WXLOGIN_APPS", format!("{appid}={}", secret.clone())),
             // The quota is not what is measured: far above any rate this machine reaches.
             ("WXLOGIN_APP_QUOTA", "1000000000/60s".into()),
             ("WXLOGIN_MASTER_KEY", master_key().await?),
@@ -96,6 +100,8 @@ impl Spawned {
             children: Vec::new(),
             api: format!("http://{http_addr}"),
             dir,
+            appid: appid.to_owned(),
+            secret,
         };
         let roles: Vec<String> = match plan.workers {
             None => vec!["up".into()],
@@ -213,6 +219,63 @@ impl Spawned {
             }
         }
         out
+    }
+
+    /// nats-server's monitoring endpoint.
+    pub(crate) fn nats_monitor(&self) -> Option<String> {
+        self.nats.monitoring_url()
+    }
+
+    /// Stops the wxlogin processes (the reference runs next, on an otherwise idle machine);
+    /// nats-server and the simulator stay.
+    pub(crate) async fn stop_wxlogin(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill().await;
+        }
+        self.children.clear();
+    }
+
+    /// Starts the simplest NATS pipeline ([`crate::reference`]) against the same nats-server
+    /// and simulator; its URL and pid once it answers.
+    pub(crate) async fn start_reference(&mut self) -> anyhow::Result<(String, u32)> {
+        let addr = free_loopback_addr()?;
+        let log = std::fs::File::create(self.dir.path().join("reference.log"))?;
+        let child = Command::new(wxlogin_exe()?)
+            .arg("bench-reference")
+            .args(["--nats", self.nats.url()])
+            .args(["--wechat", &self.sim.base_url()])
+            .args(["--appid", &self.appid])
+            .args(["--http", &addr.to_string()])
+            .env(crate::reference::SECRET_ENV, &self.secret)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start `wxlogin bench-reference`")?;
+        let pid = child.id().unwrap_or(0);
+        self.children.push(("reference".into(), child));
+        let api = format!("http://{addr}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = http
+                .get(format!("{api}/v1/me"))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .is_ok();
+            if up {
+                return Ok((api, pid));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the reference pipeline did not answer within 30 s:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub(crate) async fn stop(mut self) {

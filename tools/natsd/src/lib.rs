@@ -103,11 +103,31 @@ impl NatsServer {
     /// Like [`start_temporary`](Self::start_temporary), with extra environment variables for
     /// the server process (e.g. Go's `GOGC`).
     pub async fn start_temporary_with_env(env: &[(&str, &str)]) -> Result<NatsServer, NatsdError> {
+        Self::start_temporary_with(env, &[]).await
+    }
+
+    /// Like [`start_temporary_with_env`](Self::start_temporary_with_env), with extra
+    /// command-line arguments (e.g. `-m -1`: monitoring on a random port).
+    pub async fn start_temporary_with(
+        env: &[(&str, &str)],
+        extra: &[String],
+    ) -> Result<NatsServer, NatsdError> {
         let temp = tempfile::tempdir().map_err(|e| NatsdError::Start(e.to_string()))?;
         let dir = temp.path().to_path_buf();
-        let mut server = Self::spawn(&dir, None, &[], env).await?;
+        let mut server = Self::spawn(&dir, None, extra, env).await?;
         server._temp = Some(temp);
         Ok(server)
+    }
+
+    /// The monitoring endpoint (`http://127.0.0.1:PORT`) if the server was started with one
+    /// (`-m`), as the server wrote it to its ports file.
+    pub fn monitoring_url(&self) -> Option<String> {
+        let dir = self.store_dir.join("ports");
+        std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+            let text = std::fs::read_to_string(entry.path()).ok()?;
+            let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+            Some(json.get("monitoring")?.get(0)?.as_str()?.to_owned())
+        })
     }
 
     /// Starts a server storing into `store_dir`, on `port` or a free one.
