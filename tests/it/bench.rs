@@ -70,6 +70,29 @@ fn a_spawned_closed_loop_run_of_200_logins_reports_every_one_succeeded_with_one_
     assert!(bare["logins"].as_u64().unwrap() >= 200, "{text}");
     assert!(bare["logins_per_sec"].as_f64().unwrap() > 0.0, "{text}");
     assert!(report["fraction_of_bare"].as_f64().unwrap() > 0.0, "{text}");
+    // nats-server's own counters over the run, per login: a login moves at least its code, its
+    // result and their acknowledgements through the server.
+    let traffic = &report["nats_traffic"];
+    let msgs_in = traffic["msgs_in_per_login"].as_f64().unwrap();
+    assert!(msgs_in >= 4.0, "{text}");
+    assert!(
+        traffic["msgs_out_per_login"].as_f64().unwrap() >= 4.0,
+        "{text}"
+    );
+    assert!(traffic["kib_per_login"].as_f64().unwrap() > 0.0, "{text}");
+    // The simplest NATS pipeline ran the same 200 logins (one exchange each) right after, on the
+    // same server: the code, the result, the reply and the work queue's ack — fewer than ours.
+    let reference = &report["reference"];
+    assert_eq!(reference["succeeded"], 200, "{text}");
+    assert_eq!(reference["upstream"]["calls_per_code"]["1"], 200, "{text}");
+    let reference_in = reference["nats_traffic"]["msgs_in_per_login"]
+        .as_f64()
+        .unwrap();
+    assert!((3.5..msgs_in).contains(&reference_in), "{text}");
+    assert!(
+        report["fraction_of_reference"].as_f64().unwrap() > 0.0,
+        "{text}"
+    );
     // The upserter applied every result event, within the time the bench waits for it.
     assert!(report["upserter"]["caught_up_secs"].is_number(), "{text}");
     // The memory and CPU time of `wxlogin up`, nats-server and the bench itself come from /proc.

@@ -84,7 +84,7 @@ impl Spawned {
             ("WXLOGIN_DATABASE_URL", db),
             ("WXLOGIN_HTTP_ADDR", http_addr.to_string()),
             ("WXLOGIN_WECHAT_BASE_URL", sim.base_url()),
-            ("WXLOGIN_APPS", format!("{appid}={}", secret.clone())),
+            ("WXLOGIN_APPS", format!("{appid}={secret}")),
             // The quota is not what is measured: far above any rate this machine reaches.
             ("WXLOGIN_APP_QUOTA", "1000000000/60s".into()),
             ("WXLOGIN_MASTER_KEY", master_key().await?),
