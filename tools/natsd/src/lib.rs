@@ -122,12 +122,7 @@ impl NatsServer {
     /// The monitoring endpoint (`http://127.0.0.1:PORT`) if the server was started with one
     /// (`-m`), as the server wrote it to its ports file.
     pub fn monitoring_url(&self) -> Option<String> {
-        let dir = self.store_dir.join("ports");
-        std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
-            let text = std::fs::read_to_string(entry.path()).ok()?;
-            let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-            Some(json.get("monitoring")?.get(0)?.as_str()?.to_owned())
-        })
+        ports_entry(&self.store_dir.join("ports"), "monitoring")
     }
 
     /// Starts a server storing into `store_dir`, on `port` or a free one.
@@ -311,11 +306,15 @@ pub fn urls(servers: &[NatsServer]) -> String {
 }
 
 fn read_port(dir: &Path) -> Option<u16> {
+    ports_entry(dir, "nats")?.rsplit(':').next()?.parse().ok()
+}
+
+/// The first URL of `key` (`nats`, `monitoring`) in the ports file the server wrote to `dir`.
+fn ports_entry(dir: &Path, key: &str) -> Option<String> {
     std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
         let text = std::fs::read_to_string(entry.path()).ok()?;
         let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let url = json.get("nats")?.get(0)?.as_str()?;
-        url.rsplit(':').next()?.parse().ok()
+        Some(json.get(key)?.get(0)?.as_str()?.to_owned())
     })
 }
 
